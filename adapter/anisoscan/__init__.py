@@ -1,0 +1,18 @@
+"""anisoscan: a ScaNN-style vector index (IVF + anisotropic 4-bit PQ + SIMD FastScan)."""
+
+from ._core import IndexFileError, detected_simd_level, simd_level
+from .index import Index, exact_search
+from .metrics import recall_at_k
+from .params import IndexParams, SearchParams
+
+__all__ = [
+    "Index",
+    "IndexFileError",
+    "IndexParams",
+    "SearchParams",
+    "detected_simd_level",
+    "exact_search",
+    "recall_at_k",
+    "simd_level",
+]
+__version__ = "0.1.0"

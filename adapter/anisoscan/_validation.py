@@ -1,0 +1,95 @@
+"""Input checks shared by the public API: every message names the field and the fix."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def as_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """Returns x as a C-contiguous float32 [n, dim] array, or raises TypeError/ValueError."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{name}: expected a 2-D numeric array, got {type(x).__name__} ({e})") from None
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "fiu":
+        raise TypeError(
+            f"{name}: expected a real numeric array (float32 preferred), got dtype {arr.dtype}; "
+            "convert with np.asarray(x, dtype=np.float32)"
+        )
+    if arr.ndim != 2:
+        hint = " (a single vector? use x[None, :])" if arr.ndim == 1 else ""
+        raise ValueError(f"{name}: expected a 2-D array of shape [n, dim], got shape {arr.shape}{hint}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name}: dimension {arr.shape[1]} does not match the index dimension {dim}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name}: got 0 vectors; pass at least one")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int(np.argwhere(~np.isfinite(out))[0][0])
+        raise ValueError(f"{name}: row {bad} contains NaN or infinity (or a value too large for float32)")
+    return out
+
+
+def as_ids(name: str, ids: Any, n: int) -> np.ndarray:
+    """Returns ids as a C-contiguous int64 [n] array of distinct values."""
+    arr = np.asarray(ids)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name}: expected integer ids (int64), got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected a 1-D array with one id per vector ({n}), got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: ids must fit in int64")
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    if out.size and (out < 0).any():
+        raise ValueError(f"{name}: ids must be non-negative (-1 marks a missing result)")
+    if np.unique(out).size != out.size:
+        raise ValueError(f"{name}: duplicate ids in one call; each id may appear once")
+    return out
+
+
+def positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """An integer in [low, high]; numeric strings are accepted as Milvus/Knowhere does."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        rng = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name}: {value} is out of range; must be {rng}")
+    return value
+
+
+def real_number(name: str, value: Any, low: float | None = None) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or (low is not None and value < low):
+        raise ValueError(f"{name}: {value} is out of range; must be a finite number >= {low}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """A bool, or any-case "true"/"false" string, as Knowhere accepts."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name}: expected true or false, got {value!r}")

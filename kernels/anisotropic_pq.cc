@@ -1,0 +1,337 @@
+#include "anisotropic_pq.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "distances.h"
+#include "kmeans.h"
+#include "parallel.h"
+
+namespace anisoscan {
+
+namespace {
+
+// J(k) = integral_0^alpha (sin(theta) / sin(alpha))^k dtheta, by Simpson's rule. Scaling by
+// sin(alpha)^k keeps the integrand in [0, 1] so large k cannot underflow.
+double scaled_sin_power_integral(double k, double alpha) {
+  constexpr int kIntervals = 8192;
+  const double h = alpha / kIntervals, sa = std::sin(alpha);
+  double sum = 0.0;
+  for (int i = 0; i <= kIntervals; ++i) {
+    double theta = i * h;
+    double f = theta == 0.0 ? 0.0 : std::exp(k * std::log(std::sin(theta) / sa));
+    sum += f * (i == 0 || i == kIntervals ? 1.0 : (i % 2 ? 4.0 : 2.0));
+  }
+  return sum * h / 3.0;
+}
+
+// The exact eta costs an integral; data sets often repeat norms (unit vectors), so memoize.
+class EtaCache {
+ public:
+  EtaCache(const PQTrainParams& params, size_t dim) : params_(params), dim_(dim) {}
+  double operator()(double norm) {
+    float key = static_cast<float>(norm);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    double eta = anisotropic_eta(key, params_.anisotropic_threshold, dim_, params_.exact_eta);
+    if (cache_.size() < (1u << 16)) cache_.emplace(key, eta);
+    return eta;
+  }
+
+ private:
+  const PQTrainParams& params_;
+  size_t dim_;
+  std::unordered_map<float, double> cache_;
+};
+
+}  // namespace
+
+double anisotropic_eta(double norm, double threshold, size_t dim, bool exact) {
+  if (threshold <= 0.0 || norm <= threshold || dim < 2) return 1.0;
+  const double t = threshold / norm, d = static_cast<double>(dim);
+  if (!exact) return std::max(1.0, (d - 1.0) * t * t / (1.0 - t * t));
+  const double alpha = std::acos(t), sa = std::sin(alpha);
+  // I(d-2) / I(d) with I(k) = sin(alpha)^k J(k).
+  double ratio = scaled_sin_power_integral(d - 2.0, alpha) /
+                 (scaled_sin_power_integral(d, alpha) * sa * sa);
+  return std::max(1.0, (d - 1.0) * (ratio - 1.0));
+}
+
+// Zero-padded copies of y and of the unit direction of x, plus each row's eta.
+struct ProductQuantizer::Workspace {
+  size_t n = 0, D = 0;
+  std::vector<float> y, u;
+  std::vector<double> eta;
+
+  Workspace(const ProductQuantizer& pq, MatrixView<const float> yv, MatrixView<const float> xv,
+            const PQTrainParams& params)
+      : n(yv.rows), D(pq.padded_dim()), y(n * D, 0.f), u(n * D, 0.f), eta(n, 1.0) {
+    EtaCache eta_of(params, pq.dim());
+    for (size_t i = 0; i < n; ++i) {
+      std::copy(yv.row(i), yv.row(i) + yv.cols, y.begin() + i * D);
+      const float* xi = xv.row(i);
+      double norm = std::sqrt(static_cast<double>(dot(xi, xi, xv.cols)));
+      if (norm > 0.0)
+        for (size_t t = 0; t < xv.cols; ++t) u[i * D + t] = static_cast<float>(xi[t] / norm);
+      eta[i] = eta_of(norm);
+    }
+  }
+  const float* yrow(size_t i) const { return y.data() + i * D; }
+  const float* urow(size_t i) const { return u.data() + i * D; }
+};
+
+ProductQuantizer::ProductQuantizer(size_t dim, size_t sub_dim)
+    : dim_(dim), sub_dim_(sub_dim), m_((dim + sub_dim - 1) / sub_dim) {
+  if (dim == 0) throw std::invalid_argument("dim: must be positive");
+  if (sub_dim == 0 || sub_dim > kMaxSubDim || sub_dim > dim)
+    throw std::invalid_argument("sub_dim: must be in [1, min(dim, 16)]");
+  codebooks_.assign(m_ * kCodewords * sub_dim_, 0.f);
+}
+
+void ProductQuantizer::set_codebooks(std::vector<float> codebooks) {
+  if (codebooks.size() != m_ * kCodewords * sub_dim_)
+    throw std::invalid_argument("codebooks: wrong size for this quantizer");
+  codebooks_ = std::move(codebooks);
+}
+
+void ProductQuantizer::nearest_codes(const float* y, uint8_t* codes) const {
+  for (size_t s = 0; s < m_; ++s) {
+    const float* ys = y + s * sub_dim_;
+    float best = std::numeric_limits<float>::infinity();
+    uint8_t arg = 0;
+    for (size_t k = 0; k < kCodewords; ++k) {
+      float dist = l2_sq(ys, codeword(s, k), sub_dim_);
+      if (dist < best) {
+        best = dist;
+        arg = static_cast<uint8_t>(k);
+      }
+    }
+    codes[s] = arg;
+  }
+}
+
+void ProductQuantizer::refine_codes(const float* y, const float* u, double eta, int max_rounds,
+                                    uint8_t* codes) const {
+  if (eta <= 1.0) return;  // plain loss: nearest codes are already optimal
+  const size_t D = padded_dim(), ds = sub_dim_;
+  const double w = eta - 1.0;
+  std::vector<double> r(D);
+  double norm_sq = 0.0, par = 0.0;  // ||r||^2 and <r, u>
+  for (size_t s = 0; s < m_; ++s)
+    for (size_t t = 0; t < ds; ++t) {
+      double v = y[s * ds + t] - codeword(s, codes[s])[t];
+      r[s * ds + t] = v;
+      norm_sq += v * v;
+      par += v * u[s * ds + t];
+    }
+  for (int round = 0; round < max_rounds; ++round) {
+    bool changed = false;
+    for (size_t s = 0; s < m_; ++s) {
+      const float* ys = y + s * ds;
+      const float* us = u + s * ds;
+      double old_sq = 0.0, old_par = 0.0;
+      for (size_t t = 0; t < ds; ++t) {
+        old_sq += r[s * ds + t] * r[s * ds + t];
+        old_par += r[s * ds + t] * us[t];
+      }
+      const double base_sq = norm_sq - old_sq, base_par = par - old_par;
+      double best_loss = norm_sq + w * par * par;
+      size_t best_k = codes[s];
+      double best_sq = old_sq, best_par = old_par;
+      for (size_t k = 0; k < kCodewords; ++k) {
+        if (k == codes[s]) continue;
+        const float* c = codeword(s, k);
+        double sq = 0.0, pr = 0.0;
+        for (size_t t = 0; t < ds; ++t) {
+          double v = static_cast<double>(ys[t]) - c[t];
+          sq += v * v;
+          pr += v * us[t];
+        }
+        double p = base_par + pr;
+        double loss = base_sq + sq + w * p * p;
+        if (loss < best_loss) {
+          best_loss = loss;
+          best_k = k;
+          best_sq = sq;
+          best_par = pr;
+        }
+      }
+      if (best_k != codes[s]) {
+        changed = true;
+        codes[s] = static_cast<uint8_t>(best_k);
+        for (size_t t = 0; t < ds; ++t) r[s * ds + t] = static_cast<double>(ys[t]) - codeword(s, best_k)[t];
+        norm_sq = base_sq + best_sq;
+        par = base_par + best_par;
+      }
+    }
+    if (!changed) break;
+  }
+}
+
+void ProductQuantizer::update_codebooks(const Workspace& ws, const std::vector<uint8_t>& codes) {
+  const size_t n = ws.n, D = ws.D, ds = sub_dim_;
+  // Residuals and their parallel components under the current codebooks.
+  std::vector<double> r(n * D), par(n, 0.0);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t s = 0; s < m_; ++s)
+      for (size_t t = 0; t < ds; ++t) {
+        size_t j = s * ds + t;
+        r[i * D + j] = ws.yrow(i)[j] - codeword(s, codes[i * m_ + s])[t];
+        par[i] += r[i * D + j] * ws.urow(i)[j];
+      }
+  // Gauss-Seidel over sub-spaces: each codeword solves a ds x ds weighted least squares
+  // (A c = b) with every other sub-space held fixed.
+  std::vector<double> A(kCodewords * ds * ds), b(kCodewords * ds);
+  std::vector<size_t> count(kCodewords);
+  for (size_t s = 0; s < m_; ++s) {
+    std::fill(A.begin(), A.end(), 0.0);
+    std::fill(b.begin(), b.end(), 0.0);
+    std::fill(count.begin(), count.end(), 0);
+    for (size_t i = 0; i < n; ++i) {
+      size_t k = codes[i * m_ + s];
+      const float* us = ws.urow(i) + s * ds;
+      const float* ys = ws.yrow(i) + s * ds;
+      const double* rs = r.data() + i * D + s * ds;
+      double w = ws.eta[i] - 1.0, rs_par = 0.0, ys_par = 0.0;
+      for (size_t t = 0; t < ds; ++t) {
+        rs_par += rs[t] * us[t];
+        ys_par += static_cast<double>(ys[t]) * us[t];
+      }
+      double rest = par[i] - rs_par;
+      double* Ak = A.data() + k * ds * ds;
+      double* bk = b.data() + k * ds;
+      ++count[k];
+      for (size_t a = 0; a < ds; ++a) {
+        bk[a] += ys[a] + w * us[a] * (ys_par + rest);
+        for (size_t c = 0; c < ds; ++c) Ak[a * ds + c] += w * us[a] * us[c];
+      }
+    }
+    for (size_t k = 0; k < kCodewords; ++k) {
+      if (count[k] == 0) continue;
+      double* Ak = A.data() + k * ds * ds;
+      double* bk = b.data() + k * ds;
+      for (size_t a = 0; a < ds; ++a) Ak[a * ds + a] += static_cast<double>(count[k]);
+      // A is symmetric positive definite: Gaussian elimination without pivoting is stable.
+      for (size_t p = 0; p < ds; ++p)
+        for (size_t q = p + 1; q < ds; ++q) {
+          double f = Ak[q * ds + p] / Ak[p * ds + p];
+          for (size_t c = p; c < ds; ++c) Ak[q * ds + c] -= f * Ak[p * ds + c];
+          bk[q] -= f * bk[p];
+        }
+      float* cw = codebooks_.data() + (s * kCodewords + k) * ds;
+      std::vector<double> sol(ds);
+      for (size_t p = ds; p-- > 0;) {
+        double v = bk[p];
+        for (size_t c = p + 1; c < ds; ++c) v -= Ak[p * ds + c] * sol[c];
+        sol[p] = v / Ak[p * ds + p];
+        cw[p] = static_cast<float>(sol[p]);
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const float* us = ws.urow(i) + s * ds;
+      const float* ys = ws.yrow(i) + s * ds;
+      double* rs = r.data() + i * D + s * ds;
+      const float* c = codeword(s, codes[i * m_ + s]);
+      for (size_t t = 0; t < ds; ++t) {
+        double v = static_cast<double>(ys[t]) - c[t];
+        par[i] += (v - rs[t]) * us[t];
+        rs[t] = v;
+      }
+    }
+  }
+}
+
+double ProductQuantizer::mean_loss(const Workspace& ws, const uint8_t* codes) const {
+  std::vector<float> rec(ws.D, 0.f);
+  double total = 0.0;
+  for (size_t i = 0; i < ws.n; ++i) {
+    decode(codes + i * m_, rec.data());
+    double sq = 0.0, par = 0.0;
+    for (size_t j = 0; j < ws.D; ++j) {
+      double v = static_cast<double>(ws.yrow(i)[j]) - rec[j];
+      sq += v * v;
+      par += v * ws.urow(i)[j];
+    }
+    total += sq + (ws.eta[i] - 1.0) * par * par;
+  }
+  return ws.n ? total / ws.n : 0.0;
+}
+
+double ProductQuantizer::mean_loss(MatrixView<const float> y, MatrixView<const float> x,
+                                   const uint8_t* codes, const PQTrainParams& params) const {
+  return mean_loss(Workspace(*this, y, x, params), codes);
+}
+
+std::vector<double> ProductQuantizer::train(MatrixView<const float> y, MatrixView<const float> x,
+                                            const PQTrainParams& params) {
+  if (y.rows == 0) throw std::invalid_argument("vectors: cannot train on an empty set");
+  Workspace ws(*this, y, x, params);
+  const size_t n = ws.n, ds = sub_dim_;
+
+  // Plain k-means per sub-space to start; fewer than 16 points repeat codewords.
+  const size_t k = std::min(kCodewords, n);
+  parallel_for(m_, params.threads, 1, [&](size_t b, size_t e, int) {
+    std::vector<float> slice(n * ds);
+    for (size_t s = b; s < e; ++s) {
+      for (size_t i = 0; i < n; ++i)
+        std::copy(ws.yrow(i) + s * ds, ws.yrow(i) + (s + 1) * ds, slice.begin() + i * ds);
+      KMeansParams kp;
+      kp.k = k;
+      kp.iterations = params.kmeans_iterations;
+      kp.seed = params.seed + s;
+      kp.threads = 1;
+      std::vector<float> c = kmeans({slice.data(), n, ds}, kp);
+      for (size_t j = 0; j < kCodewords; ++j)
+        std::copy(c.begin() + (j % k) * ds, c.begin() + (j % k + 1) * ds,
+                  codebooks_.begin() + (s * kCodewords + j) * ds);
+    }
+  });
+
+  std::vector<uint8_t> codes(n * m_);
+  for (size_t i = 0; i < n; ++i) nearest_codes(ws.yrow(i), codes.data() + i * m_);
+  std::vector<double> history{mean_loss(ws, codes.data())};
+  bool anisotropic = std::any_of(ws.eta.begin(), ws.eta.end(), [](double e) { return e > 1.0; });
+  if (!anisotropic) return history;
+
+  for (int it = 0; it < params.iterations; ++it) {
+    parallel_for(n, params.threads, 1024, [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i)
+        refine_codes(ws.yrow(i), ws.urow(i), ws.eta[i], params.max_assign_rounds, codes.data() + i * m_);
+    });
+    history.push_back(mean_loss(ws, codes.data()));
+    if (!params.anisotropic_codebooks) break;  // assignment-only: codebooks stay k-means
+    update_codebooks(ws, codes);
+    history.push_back(mean_loss(ws, codes.data()));
+  }
+  return history;
+}
+
+void ProductQuantizer::encode(MatrixView<const float> y, MatrixView<const float> x,
+                              const PQTrainParams& params, uint8_t* codes) const {
+  parallel_for(y.rows, params.threads, 1024, [&](size_t b, size_t e, int) {
+    const size_t D = padded_dim();
+    std::vector<float> yp(D, 0.f), up(D, 0.f);
+    EtaCache eta_of(params, dim_);
+    for (size_t i = b; i < e; ++i) {
+      std::copy(y.row(i), y.row(i) + dim_, yp.begin());
+      const float* xi = x.row(i);
+      double norm = std::sqrt(static_cast<double>(dot(xi, xi, dim_)));
+      for (size_t t = 0; t < dim_; ++t) up[t] = norm > 0 ? static_cast<float>(xi[t] / norm) : 0.f;
+      uint8_t* c = codes + i * m_;
+      nearest_codes(yp.data(), c);
+      refine_codes(yp.data(), up.data(), eta_of(norm), params.max_assign_rounds, c);
+    }
+  });
+}
+
+void ProductQuantizer::decode(const uint8_t* codes, float* out) const {
+  for (size_t s = 0; s < m_; ++s) {
+    const float* c = codeword(s, codes[s]);
+    for (size_t t = 0; t < sub_dim_ && s * sub_dim_ + t < dim_; ++t) out[s * sub_dim_ + t] = c[t];
+  }
+}
+
+}  // namespace anisoscan

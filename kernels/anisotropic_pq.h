@@ -1,0 +1,83 @@
+// Product quantization with 16 codewords (4 bits) per sub-space, trained and assigned
+// under the score-aware (anisotropic) loss of Guo et al. 2020:
+//   loss(y, y~) = ||r||^2 + (eta - 1) * <r, u>^2,   r = y - y~,  u = x / ||x||
+// where y is the vector being encoded (the IVF residual) and x the original data point
+// whose direction the score depends on. eta = 1 is plain PQ.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "array_view.h"
+
+namespace anisoscan {
+
+constexpr size_t kCodewords = 16;
+constexpr size_t kMaxSubDim = 16;  // more dimensions than codewords per sub-space is pointless
+
+// eta = h_par / h_perp for the step weight w(t) = [t >= threshold] and data norm `norm`.
+// `exact` uses the finite-d integrals; otherwise the large-d limit (d-1) t^2 / (1 - t^2).
+double anisotropic_eta(double norm, double threshold, size_t dim, bool exact);
+
+struct PQTrainParams {
+  size_t sub_dim = 2;
+  double anisotropic_threshold = 0.2;  // 0 disables the anisotropic loss
+  bool exact_eta = false;
+  bool anisotropic_codebooks = true;  // also solve the codebook update under the loss
+  int iterations = 8;                 // assignment / update alternations
+  int kmeans_iterations = 16;         // plain k-means that initialises the codebooks
+  int max_assign_rounds = 8;          // coordinate-descent rounds per assignment
+  uint64_t seed = 4321;
+  int threads = 0;
+};
+
+class ProductQuantizer {
+ public:
+  ProductQuantizer() = default;
+  ProductQuantizer(size_t dim, size_t sub_dim);
+
+  size_t dim() const { return dim_; }
+  size_t sub_dim() const { return sub_dim_; }
+  size_t num_subspaces() const { return m_; }
+  // dim rounded up to a whole number of sub-spaces; the padding is zero everywhere.
+  size_t padded_dim() const { return m_ * sub_dim_; }
+
+  const float* codeword(size_t s, size_t k) const {
+    return codebooks_.data() + (s * kCodewords + k) * sub_dim_;
+  }
+  const std::vector<float>& codebooks() const { return codebooks_; }
+  void set_codebooks(std::vector<float> codebooks);
+
+  // Trains on residuals y [n, dim] with the directions of the original points x [n, dim].
+  // Returns the mean training loss after every half-step (assignment, update), first entry
+  // being the loss of plain nearest codes under the initial codebooks.
+  std::vector<double> train(MatrixView<const float> y, MatrixView<const float> x,
+                            const PQTrainParams& params);
+
+  // One code (0..15) per sub-space per row, written to codes [n, num_subspaces].
+  void encode(MatrixView<const float> y, MatrixView<const float> x, const PQTrainParams& params,
+              uint8_t* codes) const;
+
+  void decode(const uint8_t* codes, float* out_dim) const;
+
+  // Mean anisotropic loss of `codes` for the given rows.
+  double mean_loss(MatrixView<const float> y, MatrixView<const float> x, const uint8_t* codes,
+                   const PQTrainParams& params) const;
+
+ private:
+  struct Workspace;
+
+  void nearest_codes(const float* y_padded, uint8_t* codes) const;
+  // Coordinate descent from the given codes; never increases the loss.
+  void refine_codes(const float* y_padded, const float* u_padded, double eta, int max_rounds,
+                    uint8_t* codes) const;
+  void update_codebooks(const Workspace& ws, const std::vector<uint8_t>& codes);
+  double mean_loss(const Workspace& ws, const uint8_t* codes) const;
+
+  size_t dim_ = 0;
+  size_t sub_dim_ = 0;
+  size_t m_ = 0;
+  std::vector<float> codebooks_;  // [m][16][sub_dim]
+};
+
+}  // namespace anisoscan

@@ -1,0 +1,37 @@
+// Dense float kernels used by training, assignment, exact search and re-ranking.
+// Compiled once per ISA with function multi-versioning, chosen by the loader at run time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "array_view.h"
+#include "metric.h"
+
+namespace anisoscan {
+
+float dot(const float* a, const float* b, size_t d);
+float l2_sq(const float* a, const float* b, size_t d);
+
+// out[i * y.rows + j] = <x_i, y_j>.
+void inner_products(MatrixView<const float> x, MatrixView<const float> y, float* out);
+
+// Internal distance (smaller is better) of one pair under the metric; cosine assumes
+// both sides are already normalized.
+inline float internal_distance(Metric metric, const float* q, const float* x, size_t d) {
+  return metric == Metric::kL2 ? l2_sq(q, x, d) : -dot(q, x, d);
+}
+
+// Squared norms of the rows.
+std::vector<float> row_norms_sq(MatrixView<const float> x);
+
+// Scales each row to unit length in place; zero rows stay zero.
+void normalize_rows(MatrixView<float> x);
+
+// For each row of x, the index of the nearest row of `centers` (L2), or of the largest
+// inner product when `spherical`. Optionally writes the internal distance too.
+void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, bool spherical,
+                    int32_t* assignment, float* distance, int threads);
+
+}  // namespace anisoscan

@@ -1,0 +1,51 @@
+// FastScan: approximate distances of 4-bit PQ codes from a uint8 lookup table, computed
+// 32 (AVX2) or 64 (AVX-512) codes at a time with byte shuffles, accumulated in uint16.
+// Each instruction-set level lives in its own file; this header is the one dispatch point.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastscan_layout.h"
+
+namespace anisoscan {
+
+enum class SimdLevel { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* simd_level_name(SimdLevel level);
+SimdLevel parse_simd_level(const std::string& name);
+
+// Best level this CPU supports.
+SimdLevel detect_simd_level();
+
+// The level searches use: ANISOSCAN_SIMD=scalar|avx2|avx512 forces one (an error if the CPU
+// lacks it), otherwise the detected one.
+SimdLevel active_simd_level();
+
+// Receives every vector whose quantized score is below the current limit, in increasing
+// index order, and answers the new limit (65536 admits everything, 0 ends the scan).
+class ScanSink {
+ public:
+  virtual ~ScanSink() = default;
+  virtual uint32_t push(size_t index, uint16_t score) = 0;
+};
+
+struct FastScanKernel {
+  SimdLevel level;
+  // Rearranges a quantized table [padded sub-spaces][16] into the kernel's register order.
+  std::vector<uint8_t> (*prepare_lut)(const uint8_t* table, size_t num_subspaces);
+  // Scans n vectors of packed codes (FastScanLayout) starting at limit `limit`.
+  void (*scan)(const uint8_t* prepared_lut, size_t num_subspaces, const uint8_t* codes, size_t n,
+               uint32_t limit, ScanSink& sink);
+};
+
+const FastScanKernel& fastscan_kernel(SimdLevel level);
+
+// Per-ISA kernels (defined in fastscan_<isa>.cc).
+const FastScanKernel& fastscan_kernel_scalar();
+const FastScanKernel& fastscan_kernel_avx2();
+const FastScanKernel& fastscan_kernel_avx512();
+
+}  // namespace anisoscan

@@ -1,0 +1,127 @@
+"""End-to-end search quality against exact ground truth, for every metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anisoscan
+from anisoscan import Index, exact_search, recall_at_k
+
+METRICS = ["IP", "L2", "COSINE"]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_full_probe_with_large_reorder_is_exact(clustered, metric):
+    data = clustered[metric]
+    index = Index(data.dim, metric, nlist=16, with_raw_data=True).build(data.base)
+    n = len(data.base)
+    ids, dist = index.search(data.queries, k=10, nprobe=16, reorder_k=n)
+    truth_ids, truth_dist = exact_search(data.base, data.queries, 10, metric)
+    assert recall_at_k(ids, truth_ids, 10) == 1.0
+    np.testing.assert_array_equal(ids, truth_ids)
+    np.testing.assert_allclose(dist, truth_dist, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("with_raw", [True, False])
+def test_recall_grows_with_nprobe(clustered, metric, with_raw):
+    data = clustered[metric]
+    index = Index(data.dim, metric, nlist=64, with_raw_data=with_raw).build(data.base)
+    truth, _ = exact_search(data.base, data.queries, 10, metric)
+    recalls = [recall_at_k(index.search(data.queries, 10, nprobe=p, reorder_k=50)[0], truth, 10)
+               for p in (1, 4, 16, 64)]
+    assert all(b >= a - 0.02 for a, b in zip(recalls, recalls[1:])), recalls
+    assert recalls[-1] > recalls[0]
+    assert recalls[-1] >= (0.9 if with_raw else 0.4), recalls
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_distance_semantics_follow_milvus(clustered, metric):
+    data = clustered[metric]
+    index = Index(data.dim, metric, nlist=8).build(data.base)
+    ids, dist = index.search(data.queries, k=5, nprobe=8, reorder_k=200)
+    if metric == "L2":
+        assert np.all(np.diff(dist, axis=1) >= 0), "L2: ascending squared distances"
+        expect = ((data.queries[:, None, :] - data.base[ids]) ** 2).sum(-1)
+    else:
+        assert np.all(np.diff(dist, axis=1) <= 0), "IP/COSINE: descending similarity"
+        base = data.base / np.linalg.norm(data.base, axis=1, keepdims=True) if metric == "COSINE" else data.base
+        q = data.queries / np.linalg.norm(data.queries, axis=1, keepdims=True) if metric == "COSINE" else data.queries
+        expect = np.einsum("qd,qkd->qk", q, base[ids])
+    np.testing.assert_allclose(dist, expect, rtol=1e-4, atol=1e-4)
+
+
+def test_codes_only_distances_approximate_the_exact_ones(clustered):
+    data = clustered["IP"]
+    index = Index(data.dim, "IP", nlist=8, with_raw_data=False).build(data.base)
+    ids, dist = index.search(data.queries, k=10, nprobe=8)
+    exact = np.einsum("qd,qkd->qk", data.queries, data.base[ids])
+    assert np.abs(dist - exact).mean() < 0.1
+
+
+def test_tiny_index_pads_with_minus_one(rng):
+    x = rng.normal(size=(5, 8)).astype(np.float32)
+    index = Index(8, "L2", nlist=2).build(x)
+    ids, dist = index.search(x[:2], k=10, nprobe=2, reorder_k=10)
+    assert ids.shape == (2, 10)
+    assert (ids[:, 5:] == -1).all() and np.isinf(dist[:, 5:]).all()
+    assert sorted(ids[0, :5]) == list(range(5))
+    assert ids[0, 0] == 0 and ids[1, 0] == 1  # each query finds itself first
+
+
+def test_custom_ids_are_returned(clustered):
+    data = clustered["IP"]
+    custom = np.arange(len(data.base), dtype=np.int64) * 7 + 1000
+    index = Index(data.dim, "IP", nlist=8).build(data.base, ids=custom)
+    ids, _ = index.search(data.queries, 10, nprobe=8, reorder_k=len(data.base))
+    truth, _ = exact_search(data.base, data.queries, 10, "IP")
+    np.testing.assert_array_equal(ids, custom[truth])
+
+
+def test_add_after_build_is_searchable(clustered):
+    data = clustered["L2"]
+    half = len(data.base) // 2
+    index = Index(data.dim, "L2", nlist=16).build(data.base[:half])
+    index.add(data.base[half:], np.arange(half, len(data.base)))
+    assert len(index) == len(data.base)
+    ids, _ = index.search(data.queries, 10, nprobe=16, reorder_k=len(data.base))
+    truth, _ = exact_search(data.base, data.queries, 10, "L2")
+    assert recall_at_k(ids, truth, 10) == 1.0
+
+
+def test_dimension_not_divisible_by_sub_dim(rng):
+    x = rng.normal(size=(600, 13)).astype(np.float32)
+    for sub_dim in (2, 3, 4, 13):
+        index = Index(13, "L2", nlist=4, sub_dim=sub_dim).build(x)
+        ids, _ = index.search(x[:20], 1, nprobe=4, reorder_k=50)
+        assert (ids[:, 0] == np.arange(20)).all()
+
+
+def test_from_milvus_params_reads_knowhere_style_values():
+    index = Index.from_milvus_params(
+        16, {"index_type": "SCANN", "metric_type": "COSINE",
+             "params": {"nlist": "32", "with_raw_data": "False", "sub_dim": 4}})
+    p = index.params
+    assert (p.metric, p.nlist, p.with_raw_data, p.sub_dim) == ("COSINE", 32, False, 4)
+    assert p.anisotropic_threshold == pytest.approx(0.2)
+    assert Index.from_milvus_params(16, {"metric_type": "L2"}).params.nlist == 128
+
+
+def test_threads_give_identical_results(clustered):
+    data = clustered["IP"]
+    index = Index(data.dim, "IP", nlist=32).build(data.base)
+    a = index.search(data.queries, 10, nprobe=8, reorder_k=40, threads=1)
+    b = index.search(data.queries, 10, nprobe=8, reorder_k=40, threads=4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_memory_bytes_reflects_raw_data(clustered):
+    data = clustered["IP"]
+    with_raw = Index(data.dim, "IP", nlist=16, with_raw_data=True).build(data.base)
+    codes_only = Index(data.dim, "IP", nlist=16, with_raw_data=False).build(data.base)
+    raw_bytes = data.base.nbytes
+    assert with_raw.memory_bytes >= raw_bytes
+    assert codes_only.memory_bytes < raw_bytes / 2
+    assert anisoscan.simd_level() in ("scalar", "avx2", "avx512")
