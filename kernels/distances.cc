@@ -68,6 +68,17 @@ void inner_products(MatrixView<const float> x, MatrixView<const float> y, float*
   }
 }
 
+ANISOSCAN_MULTIVERSION
+void inner_products_transposed(const float* q, const float* yt, size_t d, size_t ny, float* out) {
+  for (size_t j = 0; j < ny; ++j) out[j] = 0.f;
+  for (size_t t = 0; t < d; ++t) {
+    const float qt = q[t];
+    const float* row = yt + t * ny;
+#pragma omp simd
+    for (size_t j = 0; j < ny; ++j) out[j] += qt * row[j];
+  }
+}
+
 std::vector<float> row_norms_sq(MatrixView<const float> x) {
   std::vector<float> n(x.rows);
   for (size_t i = 0; i < x.rows; ++i) n[i] = dot(x.row(i), x.row(i), x.cols);

@@ -23,6 +23,10 @@ inline float internal_distance(Metric metric, const float* q, const float* x, si
   return metric == Metric::kL2 ? l2_sq(q, x, d) : -dot(q, x, d);
 }
 
+// out[j] = <q, y_j> for y stored transposed, yt[t * ny + j]: no horizontal sums, so it
+// suits many short rows (partition centers).
+void inner_products_transposed(const float* q, const float* yt, size_t d, size_t ny, float* out);
+
 // Squared norms of the rows.
 std::vector<float> row_norms_sq(MatrixView<const float> x);
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "aligned_vector.h"
 #include "fastscan_layout.h"
 
 namespace anisoscan {
@@ -24,6 +25,9 @@ SimdLevel detect_simd_level();
 // lacks it), otherwise the detected one.
 SimdLevel active_simd_level();
 
+// The rule behind active_simd_level, for a given request (null or empty: none) and CPU.
+SimdLevel resolve_simd_level(const char* forced, SimdLevel supported);
+
 // Receives every vector whose quantized score is below the current limit, in increasing
 // index order, and answers the new limit (65536 admits everything, 0 ends the scan).
 class ScanSink {
@@ -35,7 +39,7 @@ class ScanSink {
 struct FastScanKernel {
   SimdLevel level;
   // Rearranges a quantized table [padded sub-spaces][16] into the kernel's register order.
-  std::vector<uint8_t> (*prepare_lut)(const uint8_t* table, size_t num_subspaces);
+  AlignedVector<uint8_t> (*prepare_lut)(const uint8_t* table, size_t num_subspaces);
   // Scans n vectors of packed codes (FastScanLayout) starting at limit `limit`.
   void (*scan)(const uint8_t* prepared_lut, size_t num_subspaces, const uint8_t* codes, size_t n,
                uint32_t limit, ScanSink& sink);

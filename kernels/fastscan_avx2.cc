@@ -10,9 +10,9 @@ namespace anisoscan {
 namespace {
 
 // Per pair p, 64 bytes: table 2p in both 128-bit lanes, then table 2p+1 in both lanes.
-std::vector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
+AlignedVector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
   FastScanLayout layout{m};
-  std::vector<uint8_t> out(layout.num_pairs() * 64);
+  AlignedVector<uint8_t> out(layout.num_pairs() * 64);
   for (size_t p = 0; p < layout.num_pairs(); ++p) broadcast_pair_avx2(table, p, out.data() + p * 64);
   return out;
 }

@@ -13,10 +13,10 @@ namespace {
 // Per group of two pairs (2g, 2g+1), 128 bytes: lanes [t4g, t4g, t4g+2, t4g+2] for the low
 // nibbles, then [t4g+1, t4g+1, t4g+3, t4g+3] for the high ones. An odd last pair uses the
 // AVX2 form.
-std::vector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
+AlignedVector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
   FastScanLayout layout{m};
   const size_t pairs = layout.num_pairs(), groups = pairs / 2;
-  std::vector<uint8_t> out(groups * 128 + (pairs % 2) * 64);
+  AlignedVector<uint8_t> out(groups * 128 + (pairs % 2) * 64);
   for (size_t g = 0; g < groups; ++g) {
     uint8_t a[64], c[64];
     broadcast_pair_avx2(table, 2 * g, a);

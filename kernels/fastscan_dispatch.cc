@@ -33,9 +33,9 @@ SimdLevel detect_simd_level() {
   return SimdLevel::kScalar;
 }
 
-SimdLevel active_simd_level() {
-  const SimdLevel best = detect_simd_level();
-  const char* forced = std::getenv("ANISOSCAN_SIMD");
+SimdLevel active_simd_level() { return resolve_simd_level(std::getenv("ANISOSCAN_SIMD"), detect_simd_level()); }
+
+SimdLevel resolve_simd_level(const char* forced, SimdLevel best) {
   if (forced == nullptr || *forced == '\0') return best;
   SimdLevel level = parse_simd_level(forced);
   if (static_cast<int>(level) > static_cast<int>(best))

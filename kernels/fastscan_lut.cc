@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include "distances.h"
 #include "fastscan_layout.h"
 
 namespace anisoscan {
@@ -15,9 +14,12 @@ void build_float_lut(const ProductQuantizer& pq, const float* query, bool l2, fl
   for (size_t s = 0; s < pq.num_subspaces(); ++s) {
     // The last sub-space may stick out past dim: its padded coordinates are zero.
     for (size_t t = 0; t < ds; ++t) slice[t] = s * ds + t < d ? query[s * ds + t] : 0.f;
+    // Inline loops: sub-spaces are a few floats, too short to pay for a call each.
     for (size_t k = 0; k < kCodewords; ++k) {
       const float* c = pq.codeword(s, k);
-      lut[s * kCodewords + k] = l2 ? l2_sq(slice, c, ds) : -dot(slice, c, ds);
+      float acc = 0.f;
+      for (size_t t = 0; t < ds; ++t) acc += l2 ? (slice[t] - c[t]) * (slice[t] - c[t]) : slice[t] * c[t];
+      lut[s * kCodewords + k] = l2 ? acc : -acc;
     }
   }
 }

@@ -5,9 +5,9 @@ namespace anisoscan {
 
 namespace {
 
-std::vector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
+AlignedVector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
   FastScanLayout layout{m};
-  return std::vector<uint8_t>(table, table + layout.padded_subspaces() * 16);
+  return AlignedVector<uint8_t>(table, table + layout.padded_subspaces() * 16);
 }
 
 void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t limit,

@@ -82,6 +82,7 @@ void IvfIndex::train(MatrixView<const float> x) {
   kp.seed = params_.seed;
   kp.threads = params_.threads;
   centers_ = kmeans(sv, kp);
+  derive_center_tables();
 
   std::vector<int32_t> assign(ns);
   assign_nearest(sv, {centers_.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
@@ -156,24 +157,29 @@ void IvfIndex::search_one(const float* q, const SearchParams& sp, int64_t* out_i
   const FastScanKernel& kernel = fastscan_kernel(active_simd_level());
 
   // Partitions to visit, best first, so the threshold tightens early.
-  std::vector<std::pair<float, uint32_t>> order(params_.nlist);
-  for (size_t c = 0; c < params_.nlist; ++c)
-    order[c] = {internal_distance(params_.metric, q, centers_.data() + c * d, d), static_cast<uint32_t>(c)};
-  std::partial_sort(order.begin(), order.begin() + sp.nprobe, order.end());
+  const size_t nlist = params_.nlist;
+  std::vector<float> center_ip(nlist);
+  inner_products_transposed(q, centers_t_.data(), d, nlist, center_ip.data());
+  TopK<uint32_t> nearest(sp.nprobe);
+  for (size_t c = 0; c < nlist; ++c) {  // L2 up to the constant ||q||^2, which the LUT adds back
+    float dist = l2 ? center_norms_[c] - 2.f * center_ip[c] : -center_ip[c];
+    if (dist < nearest.worst() || !nearest.full()) nearest.push(dist, static_cast<uint32_t>(c));
+  }
+  const auto order = nearest.take_sorted();
 
   const bool rerank = params_.with_raw_data;
   const size_t keep = rerank ? std::max(sp.k, sp.reorder_k) : sp.k;
   TopK<uint64_t> heap(keep);
   std::vector<float> lut(m * kCodewords), residual(d);
   QuantizedLut qlut;
-  std::vector<uint8_t> prepared;
+  AlignedVector<uint8_t> prepared;
   if (!l2) {  // inner product: one table for every partition, each adds its own <q, c>
     build_float_lut(pq_, q, false, lut.data());
     qlut = quantize_lut(lut.data(), m);
     prepared = kernel.prepare_lut(qlut.table.data(), m);
   }
-  for (size_t j = 0; j < sp.nprobe; ++j) {
-    const size_t p = order[j].second;
+  for (const auto& probe : order) {
+    const size_t p = probe.label;
     const Partition& part = partitions_[p];
     if (part.size() == 0) continue;
     float bias = 0.f;
@@ -183,7 +189,7 @@ void IvfIndex::search_one(const float* q, const SearchParams& sp, int64_t* out_i
       qlut = quantize_lut(lut.data(), m);
       prepared = kernel.prepare_lut(qlut.table.data(), m);
     } else {
-      bias = order[j].first;
+      bias = probe.distance;
     }
     CandidateSink sink(heap, qlut, bias, p);
     kernel.scan(prepared.data(), m, part.codes.data(), part.size(), qlut.limit_for(heap.worst() - bias), sink);
@@ -205,8 +211,16 @@ void IvfIndex::search_one(const float* q, const SearchParams& sp, int64_t* out_i
   }
 }
 
+void IvfIndex::derive_center_tables() {
+  const size_t d = params_.dim, nlist = params_.nlist;
+  centers_t_.resize(d * nlist);
+  for (size_t c = 0; c < nlist; ++c)
+    for (size_t t = 0; t < d; ++t) centers_t_[t * nlist + c] = centers_[c * d + t];
+  center_norms_ = row_norms_sq({centers_.data(), nlist, d});
+}
+
 size_t IvfIndex::memory_bytes() const {
-  size_t bytes = sizeof(*this) + centers_.capacity() * sizeof(float) +
+  size_t bytes = sizeof(*this) + (centers_.capacity() + centers_t_.capacity() + center_norms_.capacity()) * sizeof(float) +
                  pq_.codebooks().capacity() * sizeof(float) + partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_)
     bytes += p.ids.capacity() * sizeof(int64_t) + p.codes.capacity() + p.raw.capacity() * sizeof(float);

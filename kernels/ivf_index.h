@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "aligned_vector.h"
 #include "anisotropic_pq.h"
 #include "array_view.h"
 #include "fastscan_layout.h"
@@ -58,7 +59,7 @@ class IvfIndex {
  private:
   struct Partition {
     std::vector<int64_t> ids;
-    std::vector<uint8_t> codes;  // FastScanLayout blocks
+    AlignedVector<uint8_t> codes;  // FastScanLayout blocks
     std::vector<float> raw;      // [size, dim] when with_raw_data
     size_t size() const { return ids.size(); }
   };
@@ -71,7 +72,13 @@ class IvfIndex {
   IndexParams params_;
   ProductQuantizer pq_;
   FastScanLayout layout_;
+  // Derived from centers_ (not stored in files): a transposed copy and squared norms for
+  // scoring all partitions of a query without horizontal sums.
+  void derive_center_tables();
+
   std::vector<float> centers_;  // [nlist, dim]
+  std::vector<float> centers_t_;  // [dim, nlist]
+  std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;
   bool trained_ = false;
   size_t count_ = 0;

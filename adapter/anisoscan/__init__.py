@@ -3,6 +3,7 @@
 from ._core import IndexFileError, detected_simd_level, simd_level
 from .index import Index, exact_search
 from .metrics import recall_at_k
+from . import datasets
 from .params import IndexParams, SearchParams
 
 __all__ = [

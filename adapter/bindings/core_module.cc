@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <limits>
 #include <stdexcept>
 
@@ -224,6 +225,12 @@ PYBIND11_MODULE(_core, m) {
   // FastScan kernels, exposed for exactness tests and the kernel benchmark.
   m.def("simd_level", [] { return std::string(simd_level_name(active_simd_level())); },
         "The level searches use now (honours ANISOSCAN_SIMD).");
+  m.def(
+      "resolve_simd_level",
+      [](const std::string& forced, const std::string& supported) {
+        return std::string(simd_level_name(resolve_simd_level(forced.c_str(), parse_simd_level(supported))));
+      },
+      "The level ANISOSCAN_SIMD=forced selects on a CPU that supports `supported`.");
   m.def("detected_simd_level", [] { return std::string(simd_level_name(detect_simd_level())); });
   m.def("fastscan_pack", [](const ByteArray& codes) {
     if (codes.ndim() != 2) throw std::invalid_argument("codes: expected [n, num_subspaces]");
@@ -277,4 +284,29 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(idx, sc);
       },
       py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"));
+  m.def(
+      "fastscan_benchmark",
+      [](const std::string& level, const ByteArray& packed, const ByteArray& table, size_t n, size_t msub,
+         size_t k, double min_seconds) {
+        const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
+        FastScanLayout layout{msub};
+        if (static_cast<size_t>(packed.size()) < layout.bytes_for(n) ||
+            static_cast<size_t>(table.size()) != layout.padded_subspaces() * 16)
+          throw std::invalid_argument("packed codes or table have the wrong size");
+        auto lut = kernel.prepare_lut(table.data(), msub);
+        AlignedVector<uint8_t> codes(packed.data(), packed.data() + layout.bytes_for(n));
+        py::gil_scoped_release release;
+        size_t scanned = 0;
+        auto start = std::chrono::steady_clock::now();
+        double elapsed = 0.0;
+        do {  // a top-k scan as search runs it: threshold in registers, heap behind it
+          TopScores sink(k);
+          kernel.scan(lut.data(), msub, codes.data(), n, 65536, sink);
+          scanned += n;
+          elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        } while (elapsed < min_seconds);
+        return scanned / elapsed;
+      },
+      py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"),
+      py::arg("min_seconds"), "Vectors scanned per second on one thread (top-k scans of the given codes).");
 }

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m anisoscan.bench kernel` (FastScan throughput per SIMD level)."""

@@ -1,0 +1,74 @@
+"""FastScan kernel throughput on one core, per SIMD level, in cache and from memory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+
+import numpy as np
+
+from .. import _core
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("scalar", "avx2", "avx512")
+# DESIGN.md: one core, compute-bound, d=128 with AVX2 on this class of machine.
+CEILING_VECTORS_PER_S = 1e9
+
+
+def supported_levels() -> list[str]:
+    best = LEVELS.index(_core.detected_simd_level())
+    return list(LEVELS[: best + 1])
+
+
+def measure(dim: int, sub_dim: int = 2, k: int = 10, in_cache_bytes: int = 256 << 10,
+            in_memory_bytes: int = 512 << 20, seconds: float = 0.5, seed: int = 0) -> dict:
+    m = math.ceil(dim / sub_dim)
+    rng = np.random.default_rng(seed)
+    table, _, _ = _core.fastscan_quantize_lut(rng.normal(size=(m, 16)).astype(np.float32))
+    bytes_per_vector = (m + 1) // 2
+    results: dict[str, dict[str, float]] = {}
+    for where, budget in (("in_cache", in_cache_bytes), ("in_memory", in_memory_bytes)):
+        n = max(32, budget // bytes_per_vector // 32 * 32)
+        codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
+        packed = _core.fastscan_pack(codes)
+        for level in supported_levels():
+            rate = _core.fastscan_benchmark(level, packed, table, n, m, k, seconds)
+            results.setdefault(level, {})[f"{where}_vectors_per_s"] = rate
+            log.info("%-6s %-9s %6.3g vectors/s", level, where, rate)
+    return {
+        "dim": dim,
+        "sub_dim": sub_dim,
+        "k": k,
+        "active_level": _core.simd_level(),
+        "ceiling_vectors_per_s": CEILING_VECTORS_PER_S,
+        "levels": results,
+    }
+
+
+def table(report: dict) -> str:
+    lines = [f"FastScan, one core, dim={report['dim']} sub_dim={report['sub_dim']} top-{report['k']} "
+             f"(ceiling ~{report['ceiling_vectors_per_s']:.1e} vectors/s at d=128, AVX2)",
+             f"{'level':8} {'in cache':>14} {'from memory':>14} {'vs scalar':>10}"]
+    scalar = report["levels"]["scalar"]["in_cache_vectors_per_s"]
+    for level, r in report["levels"].items():
+        lines.append(f"{level:8} {r['in_cache_vectors_per_s']:14.3g} {r['in_memory_vectors_per_s']:14.3g} "
+                     f"{r['in_cache_vectors_per_s'] / scalar:9.1f}x")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(message)s")
+    report = measure(args.dim, args.sub_dim, seconds=args.seconds)
+    print(json.dumps(report, indent=2) if args.json else table(report))
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--sub-dim", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=run)

@@ -1,0 +1,124 @@
+"""Every SIMD level must return exactly the scalar reference's quantized scores and top-k."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import anisoscan
+from anisoscan import _core
+
+LEVELS = ["scalar", "avx2", "avx512"]
+RANK = {name: i for i, name in enumerate(LEVELS)}
+
+
+def require(level: str) -> None:
+    detected = _core.detected_simd_level()
+    if RANK[level] > RANK[detected]:
+        pytest.skip(f"this CPU supports SIMD up to {detected}, not {level}")
+
+
+def random_case(rng, n, m, spread=1.0):
+    codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
+    lut = (spread * rng.normal(size=(m, 16))).astype(np.float32)
+    table, scale, offset = _core.fastscan_quantize_lut(lut)
+    return codes, table, _core.fastscan_pack(codes)
+
+
+def reference_scores(codes, table):
+    m = codes.shape[1]
+    return table[np.arange(m)[None, :], codes.astype(np.int64)].astype(np.int64).sum(axis=1)
+
+
+SHAPES = [(1, 1), (5, 2), (31, 3), (32, 4), (33, 5), (64, 16), (100, 25), (257, 33), (1000, 64), (77, 384)]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n,m", SHAPES)
+def test_scores_match_reference(level, n, m):
+    require(level)
+    rng = np.random.default_rng(n * 1000 + m)
+    codes, table, packed = random_case(rng, n, m)
+    scores = _core.fastscan_scores(level, packed, table, n, m)
+    np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n,m,k", [(1, 3, 5), (40, 7, 10), (1000, 25, 10), (3000, 64, 100), (500, 384, 20)])
+def test_topk_matches_scalar_with_ties(level, n, m, k):
+    require(level)
+    rng = np.random.default_rng(n + m + k)
+    # A coarse table (few distinct values) forces many ties; they break by lower index.
+    codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
+    table, _, _ = _core.fastscan_quantize_lut(rng.integers(0, 3, size=(m, 16)).astype(np.float32))
+    packed = _core.fastscan_pack(codes)
+    idx, scores = _core.fastscan_topk(level, packed, table, n, m, k)
+    ref_idx, ref_scores = _core.fastscan_topk("scalar", packed, table, n, m, k)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(scores, ref_scores)
+    full = reference_scores(codes, table)
+    order = np.lexsort((np.arange(n), full))[:k]
+    np.testing.assert_array_equal(idx, order)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_no_uint16_overflow_with_384_subspaces(level):
+    """d=768 at sub_dim 2: 384 * 255 > 65535, so entries are capped to keep sums in range."""
+    require(level)
+    m, n = 384, 96
+    cap = 65535 // 384
+    lut = np.tile(np.arange(16, dtype=np.float32), (m, 1))  # every row spans the full range
+    table, _, _ = _core.fastscan_quantize_lut(lut)
+    assert table.max() == cap and int(table.max()) * m <= 65535
+    codes = np.full((n, m), 15, dtype=np.uint8)  # every vector at the maximum score
+    codes[::2] = np.random.default_rng(0).integers(0, 16, size=(n // 2, m))
+    scores = _core.fastscan_scores(level, _core.fastscan_pack(codes), table, n, m)
+    np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
+    assert int(scores[1]) == cap * m
+
+
+def test_quantized_table_tracks_the_float_table():
+    rng = np.random.default_rng(5)
+    lut = rng.normal(size=(25, 16)).astype(np.float32)
+    table, scale, offset = _core.fastscan_quantize_lut(lut)
+    assert offset == pytest.approx(lut.min(axis=1).sum(), rel=1e-5)
+    recon = table[:25] / scale + lut.min(axis=1, keepdims=True)
+    assert np.abs(recon - lut).max() <= 0.5 / scale + 1e-6
+    assert (table[25:] == 0).all()  # padding row for the odd sub-space count
+
+
+def test_bad_level_names_and_sizes():
+    codes, table, packed = random_case(np.random.default_rng(0), 10, 4)
+    with pytest.raises(ValueError, match="unknown level 'sse9'"):
+        _core.fastscan_scores("sse9", packed, table, 10, 4)
+    with pytest.raises(ValueError, match="wrong size"):
+        _core.fastscan_scores("scalar", packed[:10], table, 10, 4)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_index_search_identical_across_forced_levels(level, monkeypatch):
+    require(level)
+    data = anisoscan.datasets.make_clustered(3000, 40, n_queries=30, seed=3)
+    index = anisoscan.Index(40, "IP", nlist=16, with_raw_data=False).build(data.base)
+    monkeypatch.setenv("ANISOSCAN_SIMD", "scalar")
+    ref = index.search(data.queries, 20, nprobe=6)
+    monkeypatch.setenv("ANISOSCAN_SIMD", level)
+    assert anisoscan.simd_level() == level
+    got = index.search(data.queries, 20, nprobe=6)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+def test_forcing_an_unknown_or_unsupported_level_is_a_clear_error():
+    code = "import anisoscan, numpy as np; anisoscan.simd_level()"
+    out = subprocess.run([sys.executable, "-c", code], env={"ANISOSCAN_SIMD": "sse9"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "ANISOSCAN_SIMD: unknown level 'sse9'" in out.stderr
+    # The rule itself, for CPUs this machine is not: a level above the CPU's is refused.
+    with pytest.raises(RuntimeError, match="ANISOSCAN_SIMD=avx512: this CPU supports at most 'avx2'"):
+        _core.resolve_simd_level("avx512", "avx2")
+    assert _core.resolve_simd_level("scalar", "avx2") == "scalar"
+    assert _core.resolve_simd_level("", "avx512") == "avx512"
