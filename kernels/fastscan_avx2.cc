@@ -23,10 +23,10 @@ void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t
   const size_t pairs = layout.num_pairs();
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (size_t b = 0; b * 32 < n && limit > 0; ++b) {
-    const uint8_t* block = codes + b * layout.block_bytes();
+    const uint8_t* block = layout.block(codes, b);
     __m256i acc = _mm256_setzero_si256(), acc_odd = _mm256_setzero_si256();
     for (size_t p = 0; p < pairs; ++p) {
-      __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + p * 32));
+      __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(FastScanLayout::pair_codes(block, p)));
       __m256i lo = _mm256_and_si256(c, low4);
       __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), low4);
       __m256i r0 = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + p * 64)), lo);

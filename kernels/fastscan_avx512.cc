@@ -38,10 +38,10 @@ void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m256i low4_256 = _mm256_set1_epi8(0x0F);
   for (size_t b = 0; b * 32 < n && limit > 0; ++b) {
-    const uint8_t* block = codes + b * layout.block_bytes();
+    const uint8_t* block = layout.block(codes, b);
     __m512i acc = _mm512_setzero_si512(), acc_odd = _mm512_setzero_si512();
     for (size_t g = 0; g < groups; ++g) {
-      __m512i c = _mm512_loadu_si512(block + g * 64);
+      __m512i c = _mm512_loadu_si512(FastScanLayout::pair_codes(block, 2 * g));
       __m512i lo = _mm512_and_si512(c, low4);
       __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);
       __m512i r0 = _mm512_shuffle_epi8(_mm512_loadu_si512(lut + g * 128), lo);
@@ -53,7 +53,7 @@ void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t
     __m256i odd256 = _mm256_add_epi16(_mm512_castsi512_si256(acc_odd), _mm512_extracti64x4_epi64(acc_odd, 1));
     if (pairs % 2) {
       const uint8_t* tail_lut = lut + groups * 128;
-      __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + groups * 64));
+      __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(FastScanLayout::pair_codes(block, pairs - 1)));
       __m256i lo = _mm256_and_si256(c, low4_256);
       __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), low4_256);
       __m256i r0 = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_lut)), lo);

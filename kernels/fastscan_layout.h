@@ -23,6 +23,10 @@ struct FastScanLayout {
   static size_t num_blocks(size_t n) { return (n + kBlockVectors - 1) / kBlockVectors; }
   size_t bytes_for(size_t n) const { return num_blocks(n) * block_bytes(); }
 
+  // Block b of the packed codes, and within a block the 32 bytes of sub-space pair `pair`.
+  const uint8_t* block(const uint8_t* codes, size_t b) const { return codes + b * block_bytes(); }
+  static const uint8_t* pair_codes(const uint8_t* block, size_t pair) { return block + pair * kBlockVectors; }
+
   // Byte of `codes` that holds vector `v`'s codes for sub-space pair `pair`.
   size_t byte_offset(size_t v, size_t pair) const {
     return (v / kBlockVectors) * block_bytes() + pair * kBlockVectors + v % kBlockVectors;

@@ -13,10 +13,21 @@ AlignedVector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
 void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t limit,
           ScanSink& sink) {
   FastScanLayout layout{m};
-  for (size_t v = 0; v < n && limit > 0; ++v) {
-    uint32_t score = 0;
-    for (size_t s = 0; s < m; ++s) score += lut[s * 16 + layout.get(codes, v, s)];
-    if (score < limit) limit = sink.push(v, static_cast<uint16_t>(score));
+  constexpr size_t kB = FastScanLayout::kBlockVectors;
+  for (size_t b = 0; b * kB < n && limit > 0; ++b) {
+    const uint8_t* block = layout.block(codes, b);
+    uint32_t scores[kB] = {};
+    for (size_t p = 0; p < layout.num_pairs(); ++p) {
+      const uint8_t* lo_table = lut + (2 * p) * 16;
+      const uint8_t* hi_table = lut + (2 * p + 1) * 16;  // zeros when m is odd
+      for (size_t i = 0; i < kB; ++i) {
+        const uint8_t byte = FastScanLayout::pair_codes(block, p)[i];
+        scores[i] += lo_table[byte & 0x0F] + hi_table[byte >> 4];
+      }
+    }
+    const size_t count = n - b * kB < kB ? n - b * kB : kB;
+    for (size_t i = 0; i < count && limit > 0; ++i)
+      if (scores[i] < limit) limit = sink.push(b * kB + i, static_cast<uint16_t>(scores[i]));
   }
 }
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import anisoscan
 import numpy as np
 import pytest
-
-import anisoscan
 from anisoscan import _core
 
 LEVELS = ["scalar", "avx2", "avx512"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import anisoscan
 import numpy as np
 import pytest
-
-import anisoscan
 from anisoscan import Index, exact_search, recall_at_k
 
 METRICS = ["IP", "L2", "COSINE"]

@@ -1,13 +1,14 @@
 """anisoscan: a ScaNN-style vector index (IVF + anisotropic 4-bit PQ + SIMD FastScan)."""
 
+from . import datasets
 from ._core import IndexFileError, detected_simd_level, simd_level
 from .index import Index, exact_search
 from .metrics import recall_at_k
-from . import datasets
 from .params import IndexParams, SearchParams
 
 __all__ = [
     "Index",
+    "datasets",
     "IndexFileError",
     "IndexParams",
     "SearchParams",

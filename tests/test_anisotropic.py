@@ -1,0 +1,140 @@
+"""The score-aware loss: the theory checked numerically, and the training that uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from anisoscan import Index, _core, exact_search, recall_at_k
+from anisoscan.datasets import make_clustered
+
+
+def sin_power_integral(k: float, upper: float, points: int = 200_001) -> float:
+    """integral_0^upper sin(theta)^k dtheta by the trapezoid rule (independent of the C++ code)."""
+    theta = np.linspace(0.0, upper, points)
+    return float(np.trapezoid(np.sin(theta) ** k, theta))
+
+
+def h_factors(norm: float, threshold: float, d: int) -> tuple[float, float]:
+    """h_par, h_perp of Theorem 3.2 for the step weight w(t) = [t >= threshold]."""
+    alpha = np.arccos(np.clip(threshold / norm, -1.0, 1.0))  # w = 1 exactly for theta <= alpha
+    i_d2, i_d = sin_power_integral(d - 2, alpha), sin_power_integral(d, alpha)
+    return (d - 1) * (i_d2 - i_d), i_d
+
+
+@pytest.mark.parametrize("d, norm, threshold", [(4, 1.0, 0.2), (6, 1.3, 0.5), (8, 1.0, -2.0)])
+def test_theorem_3_2_monte_carlo(d, norm, threshold):
+    """E_q[w(<q,x>) <q, x - x~>^2] over q uniform on the sphere equals
+    (h_par ||r_par||^2 + h_perp ||r_perp||^2) / ((d - 1) Z), Z = integral_0^pi sin^(d-2):
+    the one constant that normalizes the density of the angle between q and x."""
+    rng = np.random.default_rng(d)
+    x = rng.normal(size=d)
+    x *= norm / np.linalg.norm(x)
+    r = 0.3 * rng.normal(size=d)
+    xhat = x / norm
+    r_par = (r @ xhat) * xhat
+    r_perp = r - r_par
+
+    q = rng.normal(size=(1_000_000, d))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    samples = (q @ x >= threshold) * (q @ r) ** 2
+    mc, stderr = samples.mean(), samples.std() / np.sqrt(len(samples))
+
+    h_par, h_perp = h_factors(norm, threshold, d)
+    z = sin_power_integral(d - 2, np.pi)
+    predicted = (h_par * (r_par @ r_par) + h_perp * (r_perp @ r_perp)) / ((d - 1) * z)
+    assert abs(mc - predicted) < 4 * stderr, (mc, predicted, stderr)
+
+
+def test_eta_matches_the_integrals():
+    for d, norm, t in [(3, 1.0, 0.2), (50, 1.0, 0.2), (128, 2.0, 0.6), (100, 1.0, 0.9)]:
+        h_par, h_perp = h_factors(norm, t, d)
+        assert _core.anisotropic_eta(norm, t, d, exact=True) == pytest.approx(h_par / h_perp, rel=1e-4)
+
+
+def test_theorem_3_3_eta_at_least_one():
+    for d in (2, 3, 10, 50, 128, 768):
+        for t in (0.01, 0.1, 0.2, 0.5, 0.9, 0.99):
+            for exact in (False, True):
+                assert _core.anisotropic_eta(1.0, t, d, exact=exact) >= 1.0
+    # A constant weight (the threshold below every score) gives eta = 1 exactly.
+    for d in (3, 10, 50):
+        h_par, h_perp = h_factors(1.0, -2.0, d)
+        assert h_par / h_perp == pytest.approx(1.0, rel=1e-6)
+    assert _core.anisotropic_eta(1.0, 0.0, 50) == 1.0  # T = 0: plain PQ
+    assert _core.anisotropic_eta(0.1, 0.2, 50) == 1.0  # ||x|| <= T: plain PQ
+
+
+def test_theorem_3_4_large_d_limit():
+    t = 0.2
+    limit = t * t / (1 - t * t)
+    gaps = [abs(_core.anisotropic_eta(1.0, t, d, exact=True) / (d - 1) - limit) / limit
+            for d in (10, 50, 200, 1000, 5000)]
+    assert all(b < a for a, b in zip(gaps, gaps[1:])), gaps
+    assert gaps[-1] < 0.01
+    assert _core.anisotropic_eta(1.0, t, 128) == pytest.approx((128 - 1) * limit)
+
+
+@pytest.fixture(scope="module")
+def unit_data():
+    """d=16 unit vectors; trained with T=0.5 (eta = 15 * 0.25 / 0.75 = 5)."""
+    return make_clustered(3000, 16, n_queries=100, n_clusters=20, metric="IP", seed=11)
+
+
+def per_row_loss(y, x, codebooks, codes, eta):
+    m, _, ds = codebooks.shape
+    rec = codebooks[np.arange(m)[None, :], codes.astype(np.int64)].reshape(len(y), m * ds)[:, : y.shape[1]]
+    r = y - rec
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return (r * r).sum(1) + (eta - 1) * ((r * u).sum(1)) ** 2
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "assignment-only"])
+def test_training_loss_never_increases(unit_data, full):
+    x = unit_data.base
+    out = _core.train_pq(x, x, 2, 0.5, 6, anisotropic_codebooks=full)
+    history = np.array(out["loss_history"])
+    assert len(history) == (13 if full else 2)
+    assert np.all(np.diff(history) <= 1e-9 * history[0]), history
+    assert history[-1] < history[0]
+
+
+def test_coordinate_descent_never_worse_than_nearest_codes(unit_data):
+    x = unit_data.base
+    out = _core.train_pq(x, x, 2, 0.5, 4)
+    eta = _core.anisotropic_eta(1.0, 0.5, x.shape[1])
+    assert eta > 4
+    cd = per_row_loss(x, x, out["codebooks"], out["codes"], eta)
+    nearest = per_row_loss(x, x, out["codebooks"], out["nearest_codes"], eta)
+    assert np.all(cd <= nearest + 1e-5)
+    assert cd.mean() < nearest.mean()
+    assert out["loss_codes"] <= out["loss_nearest_codes"]
+
+
+def test_anisotropic_codes_trade_parallel_for_perpendicular_error(unit_data):
+    x = unit_data.base
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def parallel_and_perpendicular(threshold):
+        out = _core.train_pq(x, x, 2, threshold, 6)
+        m, _, ds = out["codebooks"].shape
+        rec = out["codebooks"][np.arange(m)[None, :], out["codes"].astype(np.int64)].reshape(len(x), -1)[:, :16]
+        r = x - rec
+        par = ((r * u).sum(1) ** 2).mean()
+        return par, (r * r).sum(1).mean() - par
+
+    plain_par, plain_perp = parallel_and_perpendicular(0.0)
+    aniso_par, aniso_perp = parallel_and_perpendicular(0.5)
+    assert aniso_par < 0.8 * plain_par
+    assert aniso_perp > plain_perp
+
+
+def test_anisotropic_index_ranks_inner_products_better_without_raw_data():
+    data = make_clustered(6000, 32, n_queries=200, n_clusters=30, metric="IP", seed=5)
+    truth, _ = exact_search(data.base, data.queries, 10, "IP")
+
+    def recall(threshold):
+        index = Index(32, "IP", nlist=16, with_raw_data=False, anisotropic_threshold=threshold).build(data.base)
+        return recall_at_k(index.search(data.queries, 10, nprobe=16)[0], truth, 10)
+
+    # d=32: T=0.4 gives eta ~ 5.9 (T=0.2 would give ~1.3, barely anisotropic at this d).
+    assert recall(0.4) > recall(0.0) + 0.05
