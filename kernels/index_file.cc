@@ -5,10 +5,14 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <type_traits>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ivf_index.h"
 
@@ -46,6 +50,8 @@ uint32_t crc32(const uint8_t* data, size_t n) {
   return c ^ 0xFFFFFFFFu;
 }
 
+constexpr size_t kAlign = 64;
+
 class Writer {
  public:
   template <typename T>
@@ -54,18 +60,21 @@ class Writer {
     const auto* p = reinterpret_cast<const uint8_t*>(&value);
     bytes.insert(bytes.end(), p, p + sizeof(T));
   }
-  template <typename Vec>
-  void put_array(const Vec& v) {
-    put<uint64_t>(v.size());
-    const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-    bytes.insert(bytes.end(), p, p + v.size() * sizeof(typename Vec::value_type));
+  // Count, zero padding to a 64-byte file offset, then the elements.
+  template <typename T>
+  void put_array(const T* data, size_t n) {
+    put<uint64_t>(n);
+    bytes.resize(bytes.size() + (kAlign - (kHeaderBytes + bytes.size()) % kAlign) % kAlign, 0);
+    const auto* p = reinterpret_cast<const uint8_t*>(data);
+    bytes.insert(bytes.end(), p, p + n * sizeof(T));
   }
   std::vector<uint8_t> bytes;
 };
 
 class Reader {
  public:
-  Reader(const uint8_t* data, size_t size, const std::string& path) : p_(data), end_(data + size), path_(path) {}
+  Reader(const uint8_t* data, size_t size, size_t align, const std::string& path)
+      : begin_(data), p_(data), end_(data + size), align_(align), path_(path) {}
   template <typename T>
   T get() {
     need(sizeof(T));
@@ -74,14 +83,31 @@ class Reader {
     p_ += sizeof(T);
     return value;
   }
-  template <typename T, typename Vec = std::vector<T>>
-  Vec get_array(size_t expected) {
+  uint64_t peek_count() const {
+    Reader copy = *this;
+    return copy.get<uint64_t>();
+  }
+  // The elements of the next array, in place; its count must equal `expected`.
+  template <typename T>
+  const T* array(size_t expected) {
     uint64_t n = get<uint64_t>();
     if (n != expected) fail("section length " + std::to_string(n) + " != expected " + std::to_string(expected));
-    need(n * sizeof(T));
-    Vec v(n);
-    std::memcpy(v.data(), p_, n * sizeof(T));
+    if (align_ > 1) {
+      size_t offset = kHeaderBytes + static_cast<size_t>(p_ - begin_);
+      size_t pad = (align_ - offset % align_) % align_;
+      need(pad);
+      p_ += pad;
+    }
+    if (n > static_cast<size_t>(end_ - p_) / sizeof(T)) fail("payload ends early (truncated?)");
+    const T* out = reinterpret_cast<const T*>(p_);
     p_ += n * sizeof(T);
+    return out;
+  }
+  template <typename T>
+  std::vector<T> copy_array(size_t expected) {
+    std::vector<T> v(expected);
+    if (expected) std::memcpy(v.data(), array<T>(expected), expected * sizeof(T));
+    else array<T>(0);
     return v;
   }
   bool done() const { return p_ == end_; }
@@ -91,14 +117,60 @@ class Reader {
 
  private:
   void need(size_t n) const {
-    if (static_cast<size_t>(end_ - p_) < n) fail("payload ends early");
+    if (static_cast<size_t>(end_ - p_) < n) fail("payload ends early (truncated?)");
   }
+  const uint8_t* begin_;
   const uint8_t* p_;
   const uint8_t* end_;
+  size_t align_;
   const std::string& path_;
 };
 
+// The whole file, either mapped or read into memory.
+struct FileBytes {
+  std::shared_ptr<const MappedFile> mapping;
+  std::vector<uint8_t> buffer;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+FileBytes open_file(const std::string& path, bool mmap) {
+  FileBytes f;
+  if (mmap) {
+    f.mapping = std::make_shared<const MappedFile>(path);
+    f.data = f.mapping->data();
+    f.size = f.mapping->size();
+    return f;
+  }
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw IndexFileError(path + ": cannot open (missing or unreadable)");
+  f.buffer.resize(static_cast<size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(f.buffer.data()), static_cast<std::streamsize>(f.buffer.size()));
+  if (!in) throw IndexFileError(path + ": read failed");
+  f.data = f.buffer.data();
+  f.size = f.buffer.size();
+  return f;
+}
+
 }  // namespace
+
+MappedFile::MappedFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw IndexFileError(path + ": cannot open (missing or unreadable)");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size == 0) {
+    ::close(fd);
+    throw IndexFileError(path + ": not a valid anisoscan index file (empty or unreadable)");
+  }
+  void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw IndexFileError(path + ": cannot memory-map the file");
+  data_ = static_cast<const uint8_t*>(p);
+  size_ = static_cast<size_t>(st.st_size);
+}
+
+MappedFile::~MappedFile() { ::munmap(const_cast<uint8_t*>(data_), size_); }
 
 void IndexFile::write(const IvfIndex& index, const std::string& path) {
   const IndexParams& ip = index.params_;
@@ -117,33 +189,29 @@ void IndexFile::write(const IvfIndex& index, const std::string& path) {
   w.put<int32_t>(ip.pq.iterations);
   w.put<uint8_t>(index.trained_);
   if (index.trained_) {
-    w.put_array(index.centers_);
-    w.put_array(index.pq_.codebooks());
+    w.put_array(index.centers_.data(), index.centers_.size());
+    w.put_array(index.pq_.codebooks().data(), index.pq_.codebooks().size());
     for (const auto& part : index.partitions_) {
-      w.put_array(part.ids);
-      w.put_array(part.codes);
-      w.put_array(part.raw);
+      w.put_array(part.ids(), part.size());
+      w.put_array(part.codes(), index.layout_.bytes_for(part.size()));
+      w.put_array(part.raw(), ip.with_raw_data ? part.size() * ip.dim : 0);
     }
   }
 
-  std::vector<uint8_t> file;
-  file.reserve(kHeaderBytes + w.bytes.size() + 4);
-  file.insert(file.end(), kMagic, kMagic + 8);
-  Writer header;
-  header.put<uint32_t>(kFormatVersion);
-  header.put<uint32_t>(0);
-  header.put<uint64_t>(w.bytes.size());
-  file.insert(file.end(), header.bytes.begin(), header.bytes.end());
-  file.insert(file.end(), w.bytes.begin(), w.bytes.end());
-  Writer trailer;
-  trailer.put<uint32_t>(crc32(w.bytes.data(), w.bytes.size()));
-  file.insert(file.end(), trailer.bytes.begin(), trailer.bytes.end());
+  Writer file;
+  file.bytes.reserve(kHeaderBytes + w.bytes.size() + 4);
+  file.bytes.insert(file.bytes.end(), kMagic, kMagic + 8);
+  file.put<uint32_t>(kFormatVersion);
+  file.put<uint32_t>(0);
+  file.put<uint64_t>(w.bytes.size());
+  file.bytes.insert(file.bytes.end(), w.bytes.begin(), w.bytes.end());
+  file.put<uint32_t>(crc32(w.bytes.data(), w.bytes.size()));
 
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw IndexFileError(path + ": cannot open for writing");
-    out.write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
+    out.write(reinterpret_cast<const char*>(file.bytes.data()), static_cast<std::streamsize>(file.bytes.size()));
     out.flush();
     if (!out) {
       std::remove(tmp.c_str());
@@ -156,32 +224,31 @@ void IndexFile::write(const IvfIndex& index, const std::string& path) {
   }
 }
 
-IvfIndex IndexFile::read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw IndexFileError(path + ": cannot open (missing or unreadable)");
-  std::vector<uint8_t> file(static_cast<size_t>(in.tellg()));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(file.size()));
-  if (!in) throw IndexFileError(path + ": read failed");
-  Reader header(file.data(), file.size(), path);
-  if (file.size() < kHeaderBytes || std::memcmp(file.data(), kMagic, 8) != 0)
+IvfIndex IndexFile::read(const std::string& path, bool mmap, bool verify_checksum) {
+  FileBytes file = open_file(path, mmap);
+  Reader header(file.data, file.size, 1, path);
+  if (file.size < kHeaderBytes || std::memcmp(file.data, kMagic, 8) != 0)
     header.fail("wrong magic: not written by anisoscan");
-  Reader h(file.data() + 8, kHeaderBytes - 8, path);
-  uint32_t version = h.get<uint32_t>();
+  Reader h(file.data + 8, kHeaderBytes - 8, 1, path);
+  const uint32_t version = h.get<uint32_t>();
   h.get<uint32_t>();
-  uint64_t payload = h.get<uint64_t>();
-  if (version != kFormatVersion)
-    header.fail("format version " + std::to_string(version) + "; this build reads version " +
-                std::to_string(kFormatVersion) + ", rebuild the index or upgrade anisoscan");
-  if (file.size() != kHeaderBytes + payload + 4)
-    header.fail("size " + std::to_string(file.size()) + " bytes, header says " + std::to_string(kHeaderBytes + payload + 4) +
-                " (truncated?)");
-  const uint8_t* body = file.data() + kHeaderBytes;
-  uint32_t stored;
-  std::memcpy(&stored, body + payload, 4);
-  if (crc32(body, payload) != stored) header.fail("checksum mismatch (corrupted)");
+  const uint64_t payload = h.get<uint64_t>();
+  if (version < 1 || version > kFormatVersion)
+    header.fail("format version " + std::to_string(version) + "; this build reads versions 1 to " +
+                std::to_string(kFormatVersion) + ": upgrade anisoscan or rebuild the index");
+  if (file.size != kHeaderBytes + payload + 4)
+    header.fail("size " + std::to_string(file.size) + " bytes, header says " +
+                std::to_string(kHeaderBytes + payload + 4) + " (truncated?)");
+  const uint8_t* body = file.data + kHeaderBytes;
+  if (verify_checksum) {
+    uint32_t stored;
+    std::memcpy(&stored, body + payload, 4);
+    if (crc32(body, payload) != stored) header.fail("checksum mismatch (corrupted)");
+  }
+  // Version 1 has no alignment padding, so its arrays are copied rather than mapped.
+  const bool in_place = mmap && version >= 2;
 
-  Reader r(body, payload, path);
+  Reader r(body, payload, version >= 2 ? kAlign : 1, path);
   IndexParams ip;
   ip.dim = r.get<uint64_t>();
   uint32_t metric = r.get<uint32_t>();
@@ -197,6 +264,7 @@ IvfIndex IndexFile::read(const std::string& path) {
   ip.pq.exact_eta = r.get<uint8_t>();
   ip.pq.anisotropic_codebooks = r.get<uint8_t>();
   ip.pq.iterations = r.get<int32_t>();
+  if (ip.dim == 0 || ip.dim > (1u << 20) || ip.nlist == 0 || ip.nlist > 65536) r.fail("implausible parameters");
   std::unique_ptr<IvfIndex> index;
   try {
     index = std::make_unique<IvfIndex>(ip);
@@ -206,29 +274,24 @@ IvfIndex IndexFile::read(const std::string& path) {
   index->trained_ = r.get<uint8_t>();
   if (index->trained_) {
     const size_t d = ip.dim;
-    index->centers_ = r.get_array<float>(ip.nlist * d);
+    index->centers_ = r.copy_array<float>(ip.nlist * d);
     index->derive_center_tables();
-    index->pq_.set_codebooks(r.get_array<float>(index->pq_.codebooks().size()));
+    index->pq_.set_codebooks(r.copy_array<float>(index->pq_.codebooks().size()));
     index->partitions_.resize(ip.nlist);
     for (auto& part : index->partitions_) {
-      uint64_t n;
-      {
-        Reader peek = r;
-        n = peek.get<uint64_t>();
-        if (n > payload) r.fail("implausible partition size");
-      }
-      part.ids = r.get_array<int64_t>(n);
-      part.codes = r.get_array<uint8_t, AlignedVector<uint8_t>>(index->layout_.bytes_for(n));
-      part.raw = r.get_array<float>(ip.with_raw_data ? n * d : 0);
-      index->count_ += n;
+      const uint64_t n = r.peek_count();
+      if (n > payload / 8) r.fail("implausible partition size");
+      const int64_t* ids = r.array<int64_t>(n);
+      const uint8_t* codes = r.array<uint8_t>(index->layout_.bytes_for(n));
+      const float* raw = r.array<float>(ip.with_raw_data ? n * d : 0);
+      part.view(ids, codes, ip.with_raw_data && n ? raw : nullptr, n);
+      if (!in_place) part.own(index->layout_, d);
     }
+    if (in_place) index->mapping_ = file.mapping;
   }
   if (!r.done()) r.fail("trailing bytes in payload");
   return std::move(*index);
 }
 
-void IvfIndex::save(const std::string& path) const { IndexFile::write(*this, path); }
-
-IvfIndex IvfIndex::load(const std::string& path) { return IndexFile::read(path); }
 
 }  // namespace anisoscan

@@ -1,14 +1,20 @@
-// The on-disk format of an IvfIndex (little-endian):
+// The on-disk format of an IvfIndex (little-endian), version 2:
 //   "ANISOSCN"  8-byte magic
-//   u32         format version (kFormatVersion)
+//   u32         format version
 //   u32         reserved, 0
 //   u64         payload length in bytes
-//   payload     parameters, centers, codebooks, then each partition's ids, codes, raw vectors
+//   payload     parameters, centers, codebooks, then each partition's ids, codes, raw vectors;
+//               each array is a u64 element count followed by its elements, which start
+//               on a 64-byte boundary of the file (zero padding before them)
 //   u32         CRC-32 (IEEE) of the payload
+// Version 1 is the same without the padding; it is still read (by copying, not mapping).
 // Files are written to a temporary name and renamed into place, so a crash never leaves a
-// half-written index under the final name.
+// half-written index under the final name. A version-2 file can be memory-mapped: the
+// arrays are used in place and copied only when a partition changes.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -22,11 +28,29 @@ class IndexFileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A read-only memory mapping of a whole file, unmapped when the last user lets go.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 class IndexFile {
  public:
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;
   static void write(const IvfIndex& index, const std::string& path);
-  static IvfIndex read(const std::string& path);
+  static IvfIndex read(const std::string& path, bool mmap, bool verify_checksum);
+  static size_t mapped_bytes(const std::shared_ptr<const MappedFile>& mapping) {
+    return mapping ? mapping->size() : 0;
+  }
 };
 
 }  // namespace anisoscan

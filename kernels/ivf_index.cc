@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "distances.h"
 #include "fastscan.h"
 #include "fastscan_lut.h"
+#include "index_file.h"
 #include "kmeans.h"
 #include "parallel.h"
 #include "topk.h"
@@ -22,30 +26,161 @@ uint64_t location_label(size_t partition, size_t offset) {
   return (static_cast<uint64_t>(partition) << 32) | offset;
 }
 
-class CandidateSink final : public ScanSink {
+std::string some_ids(const std::vector<int64_t>& ids) {
+  std::string s = "[";
+  for (size_t i = 0; i < ids.size() && i < 5; ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
+  return s + (ids.size() > 5 ? ", ...]" : "]");
+}
+
+float missing_distance(Metric metric) {
+  return metric == Metric::kL2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+}
+
+}  // namespace
+
+// The filter of one search call, resolved to a bit per stored vector.
+class IvfIndex::Passes {
  public:
-  CandidateSink(TopK<uint64_t>& heap, const QuantizedLut& lut, float bias, size_t partition)
-      : heap_(heap), lut_(lut), bias_(bias), base_(location_label(partition, 0)) {}
+  Passes(const std::vector<Partition>& partitions, const IdFilter& f) : first_(partitions.size() + 1, 0) {
+    for (size_t p = 0; p < partitions.size(); ++p) first_[p + 1] = first_[p] + partitions[p].size();
+    bits_.assign((first_.back() + 63) / 64, 0);
+    allowed_in_.assign(partitions.size(), 0);
+    for (size_t p = 0; p < partitions.size(); ++p) {
+      const int64_t* ids = partitions[p].ids();
+      for (size_t i = 0; i < partitions[p].size(); ++i) {
+        bool ok = (!f.has_allowed || std::binary_search(f.allowed.begin(), f.allowed.end(), ids[i])) &&
+                  !std::binary_search(f.excluded.begin(), f.excluded.end(), ids[i]);
+        if (!ok) continue;
+        size_t bit = first_[p] + i;
+        bits_[bit / 64] |= uint64_t{1} << (bit % 64);
+        ++allowed_in_[p];
+      }
+    }
+  }
+  bool test(size_t p, size_t i) const {
+    size_t bit = first_[p] + i;
+    return (bits_[bit / 64] >> (bit % 64)) & 1;
+  }
+  size_t allowed_in(size_t p) const { return allowed_in_[p]; }
+
+ private:
+  std::vector<size_t> first_;
+  std::vector<uint64_t> bits_;
+  std::vector<size_t> allowed_in_;
+};
+
+namespace {
+
+// The uint8 lookup table of one query for each partition it visits. Inner products
+// share one table across partitions (each adds its own <q, c>); L2 needs one per
+// partition, built for the query's residual to the center.
+class QueryTables {
+ public:
+  QueryTables(const ProductQuantizer& pq, const FastScanKernel& kernel, const float* q, bool l2)
+      : pq_(pq), kernel_(kernel), q_(q), l2_(l2), lut_(pq.num_subspaces() * kCodewords) {
+    if (!l2_) build(q_);
+  }
+
+  // Prepares the table for a partition; returns the distance offset its scores carry.
+  float select(const float* center, float center_distance) {
+    if (!l2_) return center_distance;
+    residual_.resize(pq_.dim());
+    for (size_t t = 0; t < pq_.dim(); ++t) residual_[t] = q_[t] - center[t];
+    build(residual_.data());
+    return 0.f;
+  }
+  const QuantizedLut& lut() const { return quantized_; }
+  const uint8_t* prepared() const { return prepared_.data(); }
+
+ private:
+  void build(const float* query) {
+    build_float_lut(pq_, query, l2_, lut_.data());
+    quantized_ = quantize_lut(lut_.data(), pq_.num_subspaces());
+    prepared_ = kernel_.prepare_lut(quantized_.table.data(), pq_.num_subspaces());
+  }
+
+  const ProductQuantizer& pq_;
+  const FastScanKernel& kernel_;
+  const float* q_;
+  bool l2_;
+  std::vector<float> lut_, residual_;
+  QuantizedLut quantized_;
+  AlignedVector<uint8_t> prepared_;
+};
+
+// Feeds a top-k heap from a partition scan, skipping vectors the filter rejects.
+template <typename Passes>
+class TopKSink final : public ScanSink {
+ public:
+  TopKSink(TopK<uint64_t>& heap, const QuantizedLut& lut, float bias, size_t partition, const Passes* passes)
+      : heap_(heap), lut_(lut), bias_(bias), partition_(partition), passes_(passes) {
+    limit_ = lut_.limit_for(heap_.worst() - bias_);
+  }
+  uint32_t limit() const { return limit_; }
 
   uint32_t push(size_t index, uint16_t score) override {
-    heap_.push(bias_ + lut_.distance(score), base_ | index);
-    return lut_.limit_for(heap_.worst() - bias_);
+    if (passes_ && !passes_->test(partition_, index)) return limit_;
+    heap_.push(bias_ + lut_.distance(score), location_label(partition_, index));
+    return limit_ = lut_.limit_for(heap_.worst() - bias_);
   }
 
  private:
   TopK<uint64_t>& heap_;
   const QuantizedLut& lut_;
   float bias_;
-  uint64_t base_;
+  size_t partition_;
+  const Passes* passes_;
+  uint32_t limit_;
+};
+
+// Collects every vector whose approximate distance lies in [low, high).
+template <typename Passes>
+class RangeSink final : public ScanSink {
+ public:
+  RangeSink(std::vector<std::pair<float, int64_t>>& out, const QuantizedLut& lut, float bias, float low, float high,
+            const Partition& part, size_t p, const Passes* passes)
+      : out_(out), lut_(lut), bias_(bias), low_(low), high_(high), part_(part), p_(p), passes_(passes) {
+    limit_ = lut_.limit_for(high - bias);
+  }
+  uint32_t limit() const { return limit_; }
+
+  uint32_t push(size_t index, uint16_t score) override {
+    float dist = bias_ + lut_.distance(score);
+    if (dist >= low_ && dist < high_ && (!passes_ || passes_->test(p_, index)))
+      out_.emplace_back(dist, part_.ids()[index]);
+    return limit_;
+  }
+
+ private:
+  std::vector<std::pair<float, int64_t>>& out_;
+  const QuantizedLut& lut_;
+  float bias_, low_, high_;
+  const Partition& part_;
+  size_t p_;
+  const Passes* passes_;
+  uint32_t limit_;
 };
 
 }  // namespace
 
 IvfIndex::IvfIndex(const IndexParams& params)
-    : params_(params), pq_(params.dim, params.pq.sub_dim), layout_{pq_.num_subspaces()} {
-  if (params.nlist == 0 || params.nlist > 65536)
-    throw std::invalid_argument("nlist: must be in [1, 65536]");
+    : params_(params),
+      pq_(params.dim, params.pq.sub_dim),
+      layout_{pq_.num_subspaces()},
+      mutex_(std::make_unique<std::shared_mutex>()) {
+  if (params.nlist == 0 || params.nlist > 65536) throw std::invalid_argument("nlist: must be in [1, 65536]");
   params_.pq.threads = params.threads;
+}
+
+IvfIndex::IvfIndex(IvfIndex&&) noexcept = default;
+IvfIndex& IvfIndex::operator=(IvfIndex&&) noexcept = default;
+IvfIndex::~IvfIndex() = default;
+
+size_t IvfIndex::size() const {
+  std::shared_lock lock(*mutex_);
+  size_t n = 0;
+  for (const auto& p : partitions_) n += p.size();
+  return n;
 }
 
 std::vector<float> IvfIndex::prepare(MatrixView<const float> x) const {
@@ -58,8 +193,9 @@ void IvfIndex::train(MatrixView<const float> x) {
   const size_t d = params_.dim;
   if (x.cols != d) throw std::invalid_argument("vectors: dimension mismatch");
   if (x.rows < params_.nlist)
-    throw std::invalid_argument("nlist: " + std::to_string(params_.nlist) + " partitions need at least as many vectors, got " +
-                                std::to_string(x.rows) + "; lower nlist or add more vectors");
+    throw std::invalid_argument("nlist: " + std::to_string(params_.nlist) +
+                                " partitions need at least as many vectors, got " + std::to_string(x.rows) +
+                                "; lower nlist or add more vectors");
   // Sample rows for training (at least nlist of them).
   size_t ns = std::min(x.rows, std::max(params_.training_sample_size, params_.nlist));
   std::vector<size_t> rows(x.rows);
@@ -81,118 +217,183 @@ void IvfIndex::train(MatrixView<const float> x) {
   kp.spherical = params_.metric != Metric::kL2;
   kp.seed = params_.seed;
   kp.threads = params_.threads;
-  centers_ = kmeans(sv, kp);
-  derive_center_tables();
+  std::vector<float> centers = kmeans(sv, kp);
 
   std::vector<int32_t> assign(ns);
-  assign_nearest(sv, {centers_.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
+  assign_nearest(sv, {centers.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
   std::vector<float> residuals(ns * d);
   for (size_t i = 0; i < ns; ++i)
-    for (size_t t = 0; t < d; ++t) residuals[i * d + t] = sample[i * d + t] - centers_[assign[i] * d + t];
-  pq_.train({residuals.data(), ns, d}, sv, params_.pq);
+    for (size_t t = 0; t < d; ++t) residuals[i * d + t] = sample[i * d + t] - centers[assign[i] * d + t];
+  ProductQuantizer pq(d, params_.pq.sub_dim);
+  pq.train({residuals.data(), ns, d}, sv, params_.pq);
 
+  std::unique_lock lock(*mutex_);
+  centers_ = std::move(centers);
+  derive_center_tables();
+  pq_ = std::move(pq);
   partitions_.assign(params_.nlist, Partition{});
-  count_ = 0;
+  mapping_.reset();
   trained_ = true;
 }
 
-void IvfIndex::add(MatrixView<const float> x, const int64_t* ids) {
+void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) {
   if (!trained_) throw std::logic_error("index is not trained: call build() or train() first");
   const size_t d = params_.dim, n = x.rows, m = pq_.num_subspaces();
   if (x.cols != d) throw std::invalid_argument("vectors: dimension mismatch");
   if (n == 0) return;
+  // Encoding reads only what training fixed, so it runs before taking the lock.
   std::vector<float> xp = prepare(x);
   MatrixView<const float> xv{xp.data(), n, d};
   std::vector<int32_t> assign(n);
-  assign_nearest(xv, {centers_.data(), params_.nlist, d}, params_.metric != Metric::kL2, assign.data(),
-                 nullptr, params_.threads);
+  assign_nearest(xv, {centers_.data(), params_.nlist, d}, params_.metric != Metric::kL2, assign.data(), nullptr,
+                 params_.threads);
   std::vector<float> residuals(n * d);
   for (size_t i = 0; i < n; ++i)
     for (size_t t = 0; t < d; ++t) residuals[i * d + t] = xp[i * d + t] - centers_[assign[i] * d + t];
   std::vector<uint8_t> codes(n * m);
   pq_.encode({residuals.data(), n, d}, xv, params_.pq, codes.data());
 
+  std::unique_lock lock(*mutex_);
+  std::unordered_set<int64_t> incoming(ids, ids + n);
+  if (incoming.size() != n) throw std::invalid_argument("ids: duplicate ids in one call; each id may appear once");
+  std::vector<int64_t> present;
+  for (const auto& part : partitions_)
+    for (size_t i = 0; i < part.size(); ++i)
+      if (incoming.count(part.ids()[i])) present.push_back(part.ids()[i]);
+  if (!present.empty()) {
+    if (!replace)
+      throw std::invalid_argument("ids: " + std::to_string(present.size()) + " id(s) already in the index, e.g. " +
+                                  some_ids(present) + "; delete them first or upsert");
+    remove_locked({present.data(), present.size()});
+  }
   // Reserve exactly so that a build allocates no growth slack.
-  std::vector<size_t> incoming(params_.nlist, 0);
-  for (size_t i = 0; i < n; ++i) ++incoming[assign[i]];
-  for (size_t p = 0; p < params_.nlist; ++p) {
-    if (incoming[p] == 0) continue;
-    Partition& part = partitions_[p];
-    const size_t total = part.size() + incoming[p];
-    part.ids.reserve(total);
-    part.codes.reserve(layout_.bytes_for(total));
-    if (params_.with_raw_data) part.raw.reserve(total * d);
-  }
-  for (size_t i = 0; i < n; ++i) {
-    Partition& part = partitions_[assign[i]];
-    const size_t offset = part.size();
-    part.ids.push_back(ids[i]);
-    part.codes.resize(layout_.bytes_for(offset + 1), 0);
-    layout_.pack(codes.data() + i * m, 1, offset, part.codes.data());
-    if (params_.with_raw_data) part.raw.insert(part.raw.end(), xv.row(i), xv.row(i) + d);
-  }
-  count_ += n;
+  std::vector<size_t> incoming_per_partition(params_.nlist, 0);
+  for (size_t i = 0; i < n; ++i) ++incoming_per_partition[assign[i]];
+  for (size_t p = 0; p < params_.nlist; ++p)
+    if (incoming_per_partition[p])
+      partitions_[p].reserve(layout_, partitions_[p].size() + incoming_per_partition[p], d, params_.with_raw_data);
+  for (size_t i = 0; i < n; ++i)
+    partitions_[assign[i]].append(layout_, ids[i], codes.data() + i * m,
+                                  params_.with_raw_data ? xv.row(i) : nullptr, d);
 }
 
-void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, int64_t* ids,
-                      float* distances) const {
+std::vector<IvfIndex::Location> IvfIndex::locate(Span<const int64_t> ids, const char* what) const {
+  std::unordered_map<int64_t, size_t> wanted;
+  for (size_t i = 0; i < ids.size; ++i) wanted.emplace(ids[i], i);
+  std::vector<Location> where(ids.size, Location{UINT32_MAX, 0});
+  for (size_t p = 0; p < partitions_.size(); ++p)
+    for (size_t i = 0; i < partitions_[p].size(); ++i) {
+      auto it = wanted.find(partitions_[p].ids()[i]);
+      if (it != wanted.end()) where[it->second] = {static_cast<uint32_t>(p), static_cast<uint32_t>(i)};
+    }
+  std::vector<int64_t> missing;
+  for (size_t i = 0; i < ids.size; ++i) {
+    size_t first = wanted.at(ids[i]);  // a repeated id shares its first occurrence's place
+    where[i] = where[first];
+    if (where[i].partition == UINT32_MAX) missing.push_back(ids[i]);
+  }
+  if (!missing.empty())
+    throw std::invalid_argument(std::string(what) + ": " + std::to_string(missing.size()) +
+                                " id(s) not in the index, e.g. " + some_ids(missing) + "; nothing was changed");
+  return where;
+}
+
+void IvfIndex::remove(Span<const int64_t> ids) {
+  if (!trained_) throw std::logic_error("index is not built: nothing to delete");
+  std::unique_lock lock(*mutex_);
+  remove_locked(ids);
+}
+
+void IvfIndex::remove_locked(Span<const int64_t> ids) {
+  std::vector<Location> where = locate(ids, "ids");
+  // Highest offsets first: swap-remove then never moves a vector that is still to go.
+  std::sort(where.begin(), where.end(), [](const Location& a, const Location& b) {
+    return a.partition != b.partition ? a.partition < b.partition : a.offset > b.offset;
+  });
+  where.erase(std::unique(where.begin(), where.end(),
+                          [](const Location& a, const Location& b) {
+                            return a.partition == b.partition && a.offset == b.offset;
+                          }),
+              where.end());
+  for (const Location& loc : where) partitions_[loc.partition].swap_remove(layout_, loc.offset, params_.dim);
+}
+
+void IvfIndex::compact() {
+  std::unique_lock lock(*mutex_);
+  for (auto& part : partitions_) part.shrink();
+}
+
+void IvfIndex::get_vectors(Span<const int64_t> ids, float* out) const {
+  if (!params_.with_raw_data)
+    throw std::invalid_argument(
+        "get_vectors: this index keeps no raw vectors (with_raw_data=false); rebuild it with with_raw_data=true");
+  std::shared_lock lock(*mutex_);
+  std::vector<Location> where = locate(ids, "ids");
+  const size_t d = params_.dim;
+  for (size_t i = 0; i < ids.size; ++i) {
+    const float* row = partitions_[where[i].partition].raw_row(where[i].offset, d);
+    std::copy(row, row + d, out + i * d);
+  }
+}
+
+void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchParams& sp) const {
   if (!trained_) throw std::logic_error("index is not built: call build() before search()");
   if (queries.cols != params_.dim) throw std::invalid_argument("queries: dimension mismatch");
-  if (sp.k == 0) throw std::invalid_argument("k: must be positive");
   if (sp.nprobe == 0 || sp.nprobe > params_.nlist)
     throw std::invalid_argument("nprobe: must be in [1, nlist=" + std::to_string(params_.nlist) + "]");
-  if (sp.reorder_k != 0 && sp.reorder_k < sp.k)
-    throw std::invalid_argument("reorder_k: must be >= k");
+}
+
+std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
+  const size_t nlist = params_.nlist, d = params_.dim;
+  const bool l2 = params_.metric == Metric::kL2;
+  std::vector<float> center_ip(nlist);
+  inner_products_transposed(q, centers_t_.data(), d, nlist, center_ip.data());
+  TopK<uint32_t> nearest(count);
+  for (size_t c = 0; c < nlist; ++c) {  // L2 up to the constant ||q||^2, which the L2 tables add back
+    float dist = l2 ? center_norms_[c] - 2.f * center_ip[c] : -center_ip[c];
+    if (!nearest.full() || dist < nearest.worst()) nearest.push(dist, static_cast<uint32_t>(c));
+  }
+  std::vector<std::pair<float, uint32_t>> order;
+  for (const auto& e : nearest.take_sorted()) order.emplace_back(e.distance, e.label);
+  return order;
+}
+
+void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, const IdFilter& filter, int64_t* ids,
+                      float* distances) const {
+  check_searchable(queries, sp);
+  if (sp.k == 0) throw std::invalid_argument("k: must be positive");
+  if (sp.reorder_k != 0 && sp.reorder_k < sp.k) throw std::invalid_argument("reorder_k: must be >= k");
+  const FastScanKernel& kernel = fastscan_kernel(active_simd_level());  // a bad ANISOSCAN_SIMD fails here
   std::vector<float> qp = prepare(queries);
+  std::shared_lock lock(*mutex_);
+  std::unique_ptr<Passes> passes;
+  if (filter.has_allowed || !filter.excluded.empty()) passes = std::make_unique<Passes>(partitions_, filter);
   const size_t d = params_.dim;
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) search_one(qp.data() + i * d, sp, ids + i * sp.k, distances + i * sp.k);
+    for (size_t i = b; i < e; ++i)
+      search_one(qp.data() + i * d, sp, passes.get(), kernel, ids + i * sp.k, distances + i * sp.k);
   });
 }
 
-void IvfIndex::search_one(const float* q, const SearchParams& sp, int64_t* out_ids,
-                          float* out_dist) const {
+void IvfIndex::search_one(const float* q, const SearchParams& sp, const Passes* passes,
+                          const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
   const size_t d = params_.dim, m = pq_.num_subspaces();
-  const bool l2 = params_.metric == Metric::kL2;
-  const FastScanKernel& kernel = fastscan_kernel(active_simd_level());
-
-  // Partitions to visit, best first, so the threshold tightens early.
-  const size_t nlist = params_.nlist;
-  std::vector<float> center_ip(nlist);
-  inner_products_transposed(q, centers_t_.data(), d, nlist, center_ip.data());
-  TopK<uint32_t> nearest(sp.nprobe);
-  for (size_t c = 0; c < nlist; ++c) {  // L2 up to the constant ||q||^2, which the LUT adds back
-    float dist = l2 ? center_norms_[c] - 2.f * center_ip[c] : -center_ip[c];
-    if (dist < nearest.worst() || !nearest.full()) nearest.push(dist, static_cast<uint32_t>(c));
-  }
-  const auto order = nearest.take_sorted();
-
   const bool rerank = params_.with_raw_data;
-  const size_t keep = rerank ? std::max(sp.k, sp.reorder_k) : sp.k;
-  TopK<uint64_t> heap(keep);
-  std::vector<float> lut(m * kCodewords), residual(d);
-  QuantizedLut qlut;
-  AlignedVector<uint8_t> prepared;
-  if (!l2) {  // inner product: one table for every partition, each adds its own <q, c>
-    build_float_lut(pq_, q, false, lut.data());
-    qlut = quantize_lut(lut.data(), m);
-    prepared = kernel.prepare_lut(qlut.table.data(), m);
-  }
-  for (const auto& probe : order) {
-    const size_t p = probe.label;
+  TopK<uint64_t> heap(rerank ? std::max(sp.k, sp.reorder_k) : sp.k);
+  QueryTables tables(pq_, kernel, q, params_.metric == Metric::kL2);
+
+  auto scan = [&](size_t p, float center_distance) {
     const Partition& part = partitions_[p];
-    if (part.size() == 0) continue;
-    float bias = 0.f;
-    if (l2) {  // ||q - c - y~||^2: the table is built for the query's residual
-      for (size_t t = 0; t < d; ++t) residual[t] = q[t] - centers_[p * d + t];
-      build_float_lut(pq_, residual.data(), true, lut.data());
-      qlut = quantize_lut(lut.data(), m);
-      prepared = kernel.prepare_lut(qlut.table.data(), m);
-    } else {
-      bias = probe.distance;
-    }
-    CandidateSink sink(heap, qlut, bias, p);
-    kernel.scan(prepared.data(), m, part.codes.data(), part.size(), qlut.limit_for(heap.worst() - bias), sink);
+    if (part.size() == 0 || (passes && passes->allowed_in(p) == 0)) return;
+    float bias = tables.select(centers_.data() + p * d, center_distance);
+    TopKSink<Passes> sink(heap, tables.lut(), bias, p, passes);
+    kernel.scan(tables.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
+  };
+  for (const auto& [dist, p] : rank_partitions(q, sp.nprobe)) scan(p, dist);
+  if (passes && heap.size() < sp.k) {
+    // The filter starves the candidates: visit further partitions, best first, until k.
+    auto all = rank_partitions(q, params_.nlist);
+    for (size_t j = sp.nprobe; j < all.size() && heap.size() < sp.k; ++j) scan(all[j].second, all[j].first);
   }
 
   auto candidates = heap.take_sorted();
@@ -200,15 +401,64 @@ void IvfIndex::search_one(const float* q, const SearchParams& sp, int64_t* out_i
   for (const auto& c : candidates) {
     const Partition& part = partitions_[c.label >> 32];
     const size_t off = c.label & 0xFFFFFFFFu;
-    float dist = rerank ? internal_distance(params_.metric, q, part.raw.data() + off * d, d) : c.distance;
-    best.push(dist, part.ids[off]);
+    float dist = rerank ? internal_distance(params_.metric, q, part.raw_row(off, d), d) : c.distance;
+    best.push(dist, part.ids()[off]);
   }
   auto result = best.take_sorted();
-  const float missing = l2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
   for (size_t j = 0; j < sp.k; ++j) {
     out_ids[j] = j < result.size() ? result[j].label : -1;
-    out_dist[j] = j < result.size() ? to_milvus_distance(params_.metric, result[j].distance) : missing;
+    out_dist[j] = j < result.size() ? to_milvus_distance(params_.metric, result[j].distance) : missing_distance(params_.metric);
   }
+}
+
+RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius, float range_filter,
+                                   const SearchParams& sp, const IdFilter& filter) const {
+  check_searchable(queries, sp);
+  // Internal distances: keep [low, high).
+  const bool l2 = params_.metric == Metric::kL2;
+  const float low = l2 ? range_filter : -range_filter, high = l2 ? radius : -radius;
+  if (!(low < high))
+    throw std::invalid_argument(l2 ? "range_filter: must be smaller than radius for L2"
+                                   : "range_filter: must be larger than radius for IP/COSINE");
+  const FastScanKernel& kernel = fastscan_kernel(active_simd_level());
+  std::vector<float> qp = prepare(queries);
+  std::shared_lock lock(*mutex_);
+  std::unique_ptr<Passes> passes;
+  if (filter.has_allowed || !filter.excluded.empty()) passes = std::make_unique<Passes>(partitions_, filter);
+  const size_t d = params_.dim, m = pq_.num_subspaces();
+  std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
+  parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
+    for (size_t qi = b; qi < e; ++qi) {
+      const float* q = qp.data() + qi * d;
+      auto& out = hits[qi];
+      QueryTables tables(pq_, kernel, q, l2);
+      for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
+        const Partition& part = partitions_[p];
+        if (params_.with_raw_data) {  // exact distances: the range answer is exact
+          for (size_t i = 0; i < part.size(); ++i) {
+            if (passes && !passes->test(p, i)) continue;
+            float dist = internal_distance(params_.metric, q, part.raw_row(i, d), d);
+            if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
+          }
+        } else if (part.size() > 0) {
+          float bias = tables.select(centers_.data() + p * d, center_distance);
+          RangeSink<Passes> sink(out, tables.lut(), bias, low, high, part, p, passes.get());
+          kernel.scan(tables.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
+        }
+      }
+      std::sort(out.begin(), out.end());
+    }
+  });
+  RangeResult r;
+  r.lims.push_back(0);
+  for (const auto& h : hits) {
+    for (const auto& [dist, id] : h) {
+      r.ids.push_back(id);
+      r.distances.push_back(to_milvus_distance(params_.metric, dist));
+    }
+    r.lims.push_back(r.ids.size());
+  }
+  return r;
 }
 
 void IvfIndex::derive_center_tables() {
@@ -220,11 +470,21 @@ void IvfIndex::derive_center_tables() {
 }
 
 size_t IvfIndex::memory_bytes() const {
-  size_t bytes = sizeof(*this) + (centers_.capacity() + centers_t_.capacity() + center_norms_.capacity()) * sizeof(float) +
+  std::shared_lock lock(*mutex_);
+  size_t bytes = sizeof(*this) +
+                 (centers_.capacity() + centers_t_.capacity() + center_norms_.capacity()) * sizeof(float) +
                  pq_.codebooks().capacity() * sizeof(float) + partitions_.capacity() * sizeof(Partition);
-  for (const auto& p : partitions_)
-    bytes += p.ids.capacity() * sizeof(int64_t) + p.codes.capacity() + p.raw.capacity() * sizeof(float);
-  return bytes;
+  for (const auto& p : partitions_) bytes += p.owned_bytes();
+  return bytes + IndexFile::mapped_bytes(mapping_);
+}
+
+void IvfIndex::save(const std::string& path) const {
+  std::shared_lock lock(*mutex_);
+  IndexFile::write(*this, path);
+}
+
+IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum) {
+  return IndexFile::read(path, mmap, verify_checksum);
 }
 
 }  // namespace anisoscan

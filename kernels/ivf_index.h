@@ -1,16 +1,19 @@
 // The IVF + anisotropic 4-bit PQ index: partitions from k-means, residuals encoded with a
 // ProductQuantizer, codes stored in the FastScan layout, optional raw vectors for re-ranking.
+// Thread-safe: searches share a lock, changes (add, remove, compact) take it alone.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
-#include "aligned_vector.h"
 #include "anisotropic_pq.h"
 #include "array_view.h"
 #include "fastscan_layout.h"
 #include "metric.h"
+#include "partition.h"
 
 namespace anisoscan {
 
@@ -33,55 +36,87 @@ struct SearchParams {
   int threads = 0;
 };
 
+// Which ids a search may return: an allow-list, a deny-list, or both (sorted, unique).
+struct IdFilter {
+  Span<const int64_t> allowed;  // empty with has_allowed == false: everything allowed
+  bool has_allowed = false;
+  Span<const int64_t> excluded;
+};
+
+struct RangeResult {
+  std::vector<size_t> lims;  // query i's results are [lims[i], lims[i+1])
+  std::vector<int64_t> ids;
+  std::vector<float> distances;
+};
+
+class MappedFile;
+
 class IvfIndex {
  public:
   explicit IvfIndex(const IndexParams& params);
+  IvfIndex(IvfIndex&&) noexcept;
+  IvfIndex& operator=(IvfIndex&&) noexcept;
+  ~IvfIndex();
 
   const IndexParams& params() const { return params_; }
   size_t dim() const { return params_.dim; }
   bool is_trained() const { return trained_; }
-  size_t size() const { return count_; }
+  size_t size() const;
   size_t memory_bytes() const;
   const ProductQuantizer& quantizer() const { return pq_; }
 
   // Learns partitions and codebooks from (a sample of) x; adds nothing.
   void train(MatrixView<const float> x);
-  // Encodes with the trained codebooks and appends; ids are taken as given.
-  void add(MatrixView<const float> x, const int64_t* ids);
+  // Encodes with the trained codebooks and appends. An id already present is an error,
+  // unless `replace` (upsert): then its old vector goes first. Ids within x are distinct.
+  void add(MatrixView<const float> x, const int64_t* ids, bool replace = false);
+  // Removes the ids; if any is unknown nothing changes and the error lists them.
+  void remove(Span<const int64_t> ids);
+  // Returns spare capacity left by removals.
+  void compact();
+  // Copies the raw vectors of the ids (normalized for COSINE) into out [ids.size, dim].
+  void get_vectors(Span<const int64_t> ids, float* out) const;
 
   // Results in Milvus semantics, [q.rows, k] each; missing results have id -1.
-  void search(MatrixView<const float> queries, const SearchParams& params, int64_t* ids,
-              float* distances) const;
+  void search(MatrixView<const float> queries, const SearchParams& params, const IdFilter& filter,
+              int64_t* ids, float* distances) const;
+  // Milvus range search: IP/COSINE keep radius < score <= range_filter, L2 keeps
+  // range_filter <= distance < radius. Exact with raw data, approximate without.
+  RangeResult range_search(MatrixView<const float> queries, float radius, float range_filter,
+                           const SearchParams& params, const IdFilter& filter) const;
 
   void save(const std::string& path) const;
-  static IvfIndex load(const std::string& path);
+  static IvfIndex load(const std::string& path, bool mmap, bool verify_checksum);
 
  private:
-  struct Partition {
-    std::vector<int64_t> ids;
-    AlignedVector<uint8_t> codes;  // FastScanLayout blocks
-    std::vector<float> raw;      // [size, dim] when with_raw_data
-    size_t size() const { return ids.size(); }
+  struct Location {
+    uint32_t partition;
+    uint32_t offset;
   };
+  class Passes;
 
-  // Cosine inputs are normalized copies; other metrics pass through.
   std::vector<float> prepare(MatrixView<const float> x) const;
-  void search_one(const float* query, const SearchParams& params, int64_t* ids,
-                  float* distances) const;
-
-  IndexParams params_;
-  ProductQuantizer pq_;
-  FastScanLayout layout_;
+  void check_searchable(MatrixView<const float> queries, const SearchParams& sp) const;
+  std::vector<std::pair<float, uint32_t>> rank_partitions(const float* q, size_t count) const;
+  void search_one(const float* query, const SearchParams& params, const Passes* passes,
+                  const struct FastScanKernel& kernel, int64_t* ids, float* distances) const;
+  // Where each of `ids` is stored; throws listing the ids that are absent.
+  std::vector<Location> locate(Span<const int64_t> ids, const char* what) const;
+  void remove_locked(Span<const int64_t> ids);
   // Derived from centers_ (not stored in files): a transposed copy and squared norms for
   // scoring all partitions of a query without horizontal sums.
   void derive_center_tables();
 
-  std::vector<float> centers_;  // [nlist, dim]
-  std::vector<float> centers_t_;  // [dim, nlist]
+  IndexParams params_;
+  ProductQuantizer pq_;
+  FastScanLayout layout_;
+  std::vector<float> centers_;       // [nlist, dim]
+  std::vector<float> centers_t_;     // [dim, nlist]
   std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;
   bool trained_ = false;
-  size_t count_ = 0;
+  std::shared_ptr<const MappedFile> mapping_;  // keeps views of a mapped file valid
+  std::unique_ptr<std::shared_mutex> mutex_;
 
   friend class IndexFile;
 };

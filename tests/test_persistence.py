@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from anisoscan import Index, IndexFileError
@@ -67,4 +70,81 @@ def test_wrong_version(saved, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(IndexFileError, match="cannot open"):
         Index.load(tmp_path / "nope.idx")
+    with pytest.raises(IndexFileError, match="cannot open"):
+        Index.load(tmp_path / "nope.idx", mmap=True)
     assert issubclass(IndexFileError, ValueError)
+
+
+def test_mmap_load_searches_in_place_and_copies_on_write(saved, tmp_path):
+    index, path, x = saved
+    mapped = Index.load(path, mmap=True)
+    a = index.search(x[:40], 10, nprobe=4, reorder_k=30)
+    b = mapped.search(x[:40], 10, nprobe=4, reorder_k=30)
+    np.testing.assert_array_equal(a[0], b[0])
+    victims = np.unique(b[0][:, 0])
+    mapped.delete(victims)
+    mapped.add(x[:3] * 0.5, ids=[10**9, 10**9 + 1, 10**9 + 2])
+    after, _ = mapped.search(x[:40], 10, nprobe=4, reorder_k=30)
+    assert not np.isin(after, victims).any()
+    assert len(mapped) == len(index) - len(victims) + 3
+    np.testing.assert_array_equal(Index.load(path).search(x[:40], 10, nprobe=4, reorder_k=30)[0], a[0])
+    out = tmp_path / "changed.idx"
+    mapped.save(out)
+    reloaded = Index.load(out, mmap=True)
+    np.testing.assert_array_equal(reloaded.search(x[:40], 10, nprobe=4, reorder_k=30)[0], after)
+
+
+def test_deletes_survive_a_round_trip(tmp_path):
+    x = np.random.default_rng(8).normal(size=(800, 12)).astype(np.float32)
+    index = Index(12, "L2", nlist=8).build(x)
+    index.delete(np.arange(0, 800, 3))
+    index.save(tmp_path / "a.idx")
+    loaded = Index.load(tmp_path / "a.idx")
+    assert len(loaded) == len(index)
+    got, _ = loaded.search(x, 5, nprobe=8, reorder_k=50)
+    assert not np.isin(got, np.arange(0, 800, 3)).any()
+
+
+def test_truncated_file_with_mmap(saved, tmp_path):
+    bad = damage(saved[1], tmp_path, lambda d: d[: len(d) - 100])
+    with pytest.raises(IndexFileError, match="truncated"):
+        Index.load(bad, mmap=True)
+    empty = tmp_path / "empty.idx"
+    empty.write_bytes(b"")
+    with pytest.raises(IndexFileError, match="empty.idx"):
+        Index.load(empty, mmap=True)
+
+
+def as_version_1(data: bytes) -> bytes:
+    """Re-encodes a version-2 file as version 1 (no alignment padding), following the
+    format description in kernels/index_file.h independently of the C++ reader."""
+    header, align = 24, 64
+    payload = data[header:-4]
+    fixed = 8 + 4 + 8 + 1 + 8 + 4 + 8 + 8 + 8 + 1 + 1 + 4  # parameters
+    dim, = struct.unpack_from("<Q", payload, 0)
+    nlist, = struct.unpack_from("<Q", payload, 12)
+    with_raw = payload[20]
+    sub_dim, = struct.unpack_from("<Q", payload, 41)
+    out = bytearray(payload[: fixed + 1])
+    pos = fixed + 1
+    if payload[fixed]:
+        sizes = [4, 4] + [8, 1, 4] * nlist  # element sizes: centers, codebooks, then per partition
+        for size in sizes:
+            n, = struct.unpack_from("<Q", payload, pos)
+            pos += 8
+            pos += (align - (header + pos) % align) % align
+            out += struct.pack("<Q", n) + payload[pos: pos + n * size]
+            pos += n * size
+    assert pos == len(payload) and dim > 0 and sub_dim > 0 and with_raw in (0, 1)
+    return (b"ANISOSCN" + struct.pack("<IIQ", 1, 0, len(out)) + bytes(out)
+            + struct.pack("<I", zlib.crc32(bytes(out))))
+
+
+def test_version_1_files_still_load(saved, tmp_path):
+    index, path, x = saved
+    old = tmp_path / "v1.idx"
+    old.write_bytes(as_version_1(path.read_bytes()))
+    for mmap in (False, True):
+        loaded = Index.load(old, mmap=mmap)
+        np.testing.assert_array_equal(loaded.search(x[:30], 10, nprobe=4, reorder_k=30)[0],
+                                      index.search(x[:30], 10, nprobe=4, reorder_k=30)[0])

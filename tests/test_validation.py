@@ -112,6 +112,10 @@ def test_bad_ids(built):
         Index(8, "L2", nlist=2).build(x, ids=np.zeros(len(x), np.int64))
     with pytest.raises(TypeError, match="integer ids"):
         Index(8, "L2", nlist=2).build(x, ids=np.full(len(x), 0.5))
+    with pytest.raises(TypeError, match="integer ids"):
+        Index(8, "L2", nlist=2).build(x, ids=np.arange(len(x), dtype=np.float64))
+    with pytest.raises(ValueError, match="non-negative"):
+        Index(8, "L2", nlist=2).build(x, ids=-np.arange(len(x)))
 
 
 def test_empty_queries_give_empty_results(built):

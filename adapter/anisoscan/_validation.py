@@ -36,24 +36,35 @@ def as_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = Fa
     return out
 
 
-def as_ids(name: str, ids: Any, n: int) -> np.ndarray:
-    """Returns ids as a C-contiguous int64 [n] array of distinct values."""
+def as_ids(name: str, ids: Any, n: int | None = None, unique: bool = True) -> np.ndarray:
+    """ids as a C-contiguous 1-D int64 array of non-negative values (one per vector when n
+    is given; distinct when unique)."""
     arr = np.asarray(ids)
-    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(np.mod(arr, 1) == 0):
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"{name}: expected integer ids (int64), got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name}: expected a 1-D array with one id per vector ({n}), got shape {arr.shape}")
+    if arr.dtype == np.bool_ or (arr.dtype.kind not in "iu" and arr.size):
+        raise TypeError(f"{name}: expected integer ids (int64), got dtype {arr.dtype}")
+    if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
+        want = f"one id per vector ({n})" if n is not None else "a list of ids"
+        raise ValueError(f"{name}: expected a 1-D array with {want}, got shape {arr.shape}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name}: ids must fit in int64")
     out = np.ascontiguousarray(arr, dtype=np.int64)
     if out.size and (out < 0).any():
         raise ValueError(f"{name}: ids must be non-negative (-1 marks a missing result)")
-    if np.unique(out).size != out.size:
+    if unique and np.unique(out).size != out.size:
         raise ValueError(f"{name}: duplicate ids in one call; each id may appear once")
     return out
+
+
+def id_set(name: str, ids: Any) -> np.ndarray:
+    """A filter's ids as a sorted, unique int64 array (any 1-D integer sequence accepted)."""
+    arr = np.asarray(ids)
+    if arr.size == 0:
+        return np.empty(0, np.int64)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer ids (int64), got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of ids, got shape {arr.shape}")
+    return np.unique(arr.astype(np.int64))
 
 
 def positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:

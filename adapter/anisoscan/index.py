@@ -88,12 +88,37 @@ class Index:
         return self
 
     def add(self, vectors: Any, ids: Any = None) -> None:
-        """Encodes vectors with the trained codebooks and appends them."""
+        """Encodes vectors with the trained codebooks and appends them.
+
+        An id may appear once: adding an id already present is an error (see upsert).
+        Without ids, they continue from len(index).
+        """
         self._require_built("add")
         x = v.as_vectors("vectors", vectors, self.dim)
-        start = len(self)
-        ids_arr = self._ids_for(x, ids, start)
-        self._core.add(x, ids_arr)
+        self._core.add(x, self._ids_for(x, ids, len(self)), replace=False)
+
+    def upsert(self, vectors: Any, ids: Any) -> None:
+        """Adds the vectors, replacing any stored under the same ids."""
+        self._require_built("upsert")
+        x = v.as_vectors("vectors", vectors, self.dim)
+        self._core.add(x, v.as_ids("ids", ids, x.shape[0]), replace=True)
+
+    def delete(self, ids: Any) -> None:
+        """Removes the ids. If any is unknown, nothing changes and the error lists them."""
+        self._require_built("delete")
+        self._core.remove(v.as_ids("ids", ids, unique=False))
+
+    def compact(self) -> None:
+        """Returns the memory that deletes left unused."""
+        self._core.compact()
+
+    def get_vectors(self, ids: Any) -> np.ndarray:
+        """The stored float32 vectors of the ids, [len(ids), dim] (unit length for COSINE).
+
+        Needs with_raw_data=True; an unknown id raises ValueError naming it.
+        """
+        self._require_built("get_vectors")
+        return self._core.get_vectors(v.as_ids("ids", ids, unique=False))
 
     @staticmethod
     def _ids_for(x: np.ndarray, ids: Any, start: int = 0) -> np.ndarray:
@@ -103,14 +128,53 @@ class Index:
 
     # --- searching --------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, nprobe: int | None = None, reorder_k: int | None = None,
-               threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k per query: (ids [nq, k] int64, distances [nq, k] float32)."""
+               threads: int = 0, allowed_ids: Any = None,
+               excluded_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per query: (ids [nq, k] int64, distances [nq, k] float32).
+
+        allowed_ids / excluded_ids filter inside the scan; when the filter leaves too few
+        candidates in the nprobe partitions, further partitions are visited until k are found.
+        """
         self._require_built("search")
         q = v.as_vectors("queries", queries, self.dim, allow_empty=True)
         sp = SearchParams(k, nprobe, reorder_k, threads).checked(self._params.nlist)
+        allowed, excluded = self._filter(allowed_ids, excluded_ids)
         if q.shape[0] == 0:
             return np.empty((0, sp.k), np.int64), np.empty((0, sp.k), np.float32)
-        return self._core.search(q, sp.k, sp.nprobe, sp.reorder_k, sp.threads)
+        return self._core.search(q, sp.k, sp.nprobe, sp.reorder_k, sp.threads, allowed, excluded)
+
+    def range_search(self, queries: Any, radius: float, range_filter: float | None = None,
+                     nprobe: int | None = None, reorder_k: int | None = None, threads: int = 0,
+                     allowed_ids: Any = None,
+                     excluded_ids: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Milvus range search: (lims [nq + 1], ids, distances); query i owns [lims[i], lims[i+1]).
+
+        IP/COSINE keep radius < score <= range_filter; L2 keeps range_filter <= distance < radius.
+        With raw data every vector of the probed partitions is scored exactly (reorder_k is
+        accepted for Milvus compatibility and has nothing to do); without it, scores are
+        the quantized approximations.
+        """
+        self._require_built("range_search")
+        q = v.as_vectors("queries", queries, self.dim, allow_empty=True)
+        radius = v.real_number("radius", radius)
+        larger_is_better = self.metric != "L2"
+        if range_filter is None:
+            range_filter = float("inf") if larger_is_better else float("-inf")
+        else:
+            range_filter = v.real_number("range_filter", range_filter)
+            if larger_is_better and range_filter <= radius:
+                raise ValueError(f"range_filter: must be larger than radius for {self.metric} (higher is closer)")
+            if not larger_is_better and range_filter >= radius:
+                raise ValueError("range_filter: must be smaller than radius for L2 (lower is closer)")
+        sp = SearchParams(1, nprobe, reorder_k, threads).checked(self._params.nlist)
+        allowed, excluded = self._filter(allowed_ids, excluded_ids)
+        return self._core.range_search(q, radius, range_filter, sp.nprobe, sp.threads, allowed, excluded)
+
+    @staticmethod
+    def _filter(allowed_ids: Any, excluded_ids: Any) -> tuple[np.ndarray | None, np.ndarray]:
+        allowed = None if allowed_ids is None else v.id_set("allowed_ids", allowed_ids)
+        excluded = v.id_set("excluded_ids", [] if excluded_ids is None else excluded_ids)
+        return allowed, excluded
 
     def _require_built(self, what: str) -> None:
         if not self._core.is_trained:
@@ -122,9 +186,13 @@ class Index:
         self._core.save(os.fspath(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Index:
-        """Reads an index written by save(); a damaged file raises IndexFileError naming it."""
-        core = _core.IvfIndex.load(os.fspath(path))
+    def load(cls, path: str | os.PathLike[str], mmap: bool = False, verify_checksum: bool = True) -> Index:
+        """Reads an index written by save(); a damaged file raises IndexFileError naming it.
+
+        mmap=True maps the file and searches it in place (a partition is copied only when it
+        changes); verify_checksum=False skips reading the whole file up front.
+        """
+        core = _core.IvfIndex.load(os.fspath(path), mmap=bool(mmap), verify_checksum=bool(verify_checksum))
         index = cls.__new__(cls)
         index._params = IndexParams(**core.params)
         index._core = core

@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include <chrono>
 #include <limits>
 #include <stdexcept>
@@ -29,6 +31,22 @@ using ByteArray = py::array_t<uint8_t, py::array::c_style>;
 MatrixView<const float> matrix(const FloatArray& a, const char* name) {
   if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + ": expected a 2-D array");
   return {a.data(), static_cast<size_t>(a.shape(0)), static_cast<size_t>(a.shape(1))};
+}
+
+Span<const int64_t> id_span(const IdArray& ids, const char* name) {
+  if (ids.ndim() != 1) throw std::invalid_argument(std::string(name) + ": expected a 1-D array of ids");
+  return {ids.data(), static_cast<size_t>(ids.shape(0))};
+}
+
+// allowed: None or a sorted unique array; excluded: a sorted unique array (maybe empty).
+IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& excluded) {
+  IdFilter f;
+  if (allowed) {
+    f.allowed = id_span(*allowed, "allowed_ids");
+    f.has_allowed = true;
+  }
+  f.excluded = id_span(excluded, "excluded_ids");
+  return f;
 }
 
 std::pair<IdArray, FloatArray> result_arrays(size_t nq, size_t k) {
@@ -103,39 +121,87 @@ PYBIND11_MODULE(_core, m) {
              py::gil_scoped_release release;
              self.train(v);
            })
-      .def("add",
-           [](IvfIndex& self, const FloatArray& x, const IdArray& ids) {
-             auto v = matrix(x, "vectors");
-             if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != v.rows)
-               throw std::invalid_argument("ids: expected one id per vector");
+      .def(
+          "add",
+          [](IvfIndex& self, const FloatArray& x, const IdArray& ids, bool replace) {
+            auto v = matrix(x, "vectors");
+            if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != v.rows)
+              throw std::invalid_argument("ids: expected one id per vector");
+            py::gil_scoped_release release;
+            self.add(v, ids.data(), replace);
+          },
+          py::arg("vectors"), py::arg("ids"), py::arg("replace") = false)
+      .def("remove",
+           [](IvfIndex& self, const IdArray& ids) {
+             auto s = id_span(ids, "ids");
              py::gil_scoped_release release;
-             self.add(v, ids.data());
+             self.remove(s);
+           })
+      .def("compact",
+           [](IvfIndex& self) {
+             py::gil_scoped_release release;
+             self.compact();
+           })
+      .def("get_vectors",
+           [](const IvfIndex& self, const IdArray& ids) {
+             auto s = id_span(ids, "ids");
+             FloatArray out({s.size, self.dim()});
+             float* o = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               self.get_vectors(s, o);
+             }
+             return out;
            })
       .def(
           "search",
-          [](const IvfIndex& self, const FloatArray& q, size_t k, size_t nprobe, size_t reorder_k, int threads) {
+          [](const IvfIndex& self, const FloatArray& q, size_t k, size_t nprobe, size_t reorder_k, int threads,
+             const std::optional<IdArray>& allowed, const IdArray& excluded) {
             auto v = matrix(q, "queries");
             auto [ids, dist] = result_arrays(v.rows, k);
             SearchParams sp{k, nprobe, reorder_k, threads};
+            IdFilter filter = make_filter(allowed, excluded);
             int64_t* ip = ids.mutable_data();
             float* dp = dist.mutable_data();
             {
               py::gil_scoped_release release;
-              self.search(v, sp, ip, dp);
+              self.search(v, sp, filter, ip, dp);
             }
             return py::make_tuple(ids, dist);
           },
-          py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("reorder_k"), py::arg("threads"))
+          py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("reorder_k"), py::arg("threads"),
+          py::arg("allowed_ids"), py::arg("excluded_ids"))
+      .def(
+          "range_search",
+          [](const IvfIndex& self, const FloatArray& q, float radius, float range_filter, size_t nprobe, int threads,
+             const std::optional<IdArray>& allowed, const IdArray& excluded) {
+            auto v = matrix(q, "queries");
+            SearchParams sp{1, nprobe, 0, threads};
+            IdFilter filter = make_filter(allowed, excluded);
+            RangeResult r;
+            {
+              py::gil_scoped_release release;
+              r = self.range_search(v, radius, range_filter, sp, filter);
+            }
+            py::array_t<int64_t> lims(static_cast<py::ssize_t>(r.lims.size()));
+            std::copy(r.lims.begin(), r.lims.end(), lims.mutable_data());
+            return py::make_tuple(lims, IdArray(static_cast<py::ssize_t>(r.ids.size()), r.ids.data()),
+                                  FloatArray(static_cast<py::ssize_t>(r.distances.size()), r.distances.data()));
+          },
+          py::arg("queries"), py::arg("radius"), py::arg("range_filter"), py::arg("nprobe"), py::arg("threads"),
+          py::arg("allowed_ids"), py::arg("excluded_ids"))
       .def("save",
            [](const IvfIndex& self, const std::string& path) {
              py::gil_scoped_release release;
              self.save(path);
            })
-      .def_static("load",
-                  [](const std::string& path) {
-                    py::gil_scoped_release release;
-                    return IvfIndex::load(path);
-                  })
+      .def_static(
+          "load",
+          [](const std::string& path, bool mmap, bool verify_checksum) {
+            py::gil_scoped_release release;
+            return IvfIndex::load(path, mmap, verify_checksum);
+          },
+          py::arg("path"), py::arg("mmap") = false, py::arg("verify_checksum") = true)
       .def_property_readonly("dim", &IvfIndex::dim)
       .def_property_readonly("size", &IvfIndex::size)
       .def_property_readonly("is_trained", &IvfIndex::is_trained)
