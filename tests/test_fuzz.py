@@ -4,10 +4,9 @@ raise one of the documented exceptions (ValueError, TypeError, RuntimeError)."""
 from __future__ import annotations
 
 import numpy as np
+from anisoscan import Index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from anisoscan import Index
 
 DOCUMENTED = (ValueError, TypeError, RuntimeError)
 DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8, np.float16, np.bool_, np.complex64, object]
