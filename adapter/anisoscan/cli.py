@@ -38,6 +38,32 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """`anisoscan bench ...` is `python -m anisoscan.bench ...` (kernel, compare)."""
+    from .bench.__main__ import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .server import ServerConfig
+    from .server import serve as run_server
+
+    token = args.token
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    run_server(ServerConfig(
+        data_dir=Path(args.data_dir), host=args.host, port=args.port, token=token,
+        tls_cert=path(args.tls_cert), tls_key=path(args.tls_key), tls_client_ca=path(args.tls_client_ca),
+        max_message_bytes=args.max_message_mb << 20))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="anisoscan", description=__doc__)
@@ -52,6 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=demo)
+    # prefix_chars="+": every argument after "bench", options included, goes to the bench parser.
+    p = sub.add_parser("bench", help="benchmarks: anisoscan bench {kernel,compare} --help",
+                       prefix_chars="+", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=bench)
+    s = sub.add_parser("serve", help="run the gRPC IndexNode server")
+    s.add_argument("--data-dir", required=True, help="where indexes live; reloaded on restart")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    s.add_argument("--port", type=int, default=19531)
+    s.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every RPC")
+    s.add_argument("--token-file", help="read the token from a file instead")
+    s.add_argument("--tls-cert", help="server certificate (PEM); enables TLS with --tls-key")
+    s.add_argument("--tls-key", help="server private key (PEM)")
+    s.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
+    s.add_argument("--max-message-mb", type=int, default=256)
+    s.set_defaults(func=serve)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -38,9 +38,9 @@ class Setup:
     hnsw_ef_construction: int = 100
 
     def nprobes(self) -> list[int]:
-        """Partitions searched: geometric, 0.25% .. 64% of nlist (quick: 1% .. 16%)."""
+        """Partitions searched: geometric, 0.25% .. 32% of nlist (quick: 1% .. 16%)."""
         fractions = (0.01, 0.04, 0.16) if self.quick else (
-            0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+            0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
         return sorted({min(self.nlist, max(1, round(self.nlist * f))) for f in fractions})
 
     def reorder_ks(self, k: int) -> list[int]:
@@ -382,18 +382,18 @@ def default_nlist(n: int) -> int:
     return max(1, int(round(raw / 10**digits)) * 10**digits)
 
 
-def make(names: list[str], setup: Setup) -> tuple[list[Peer], dict[str, str]]:
-    """The runnable peers among names, and {name: why skipped} for the others."""
+def available(names: list[str]) -> tuple[list[type[Peer]], dict[str, str]]:
+    """The peers among names that can run here, and {name: why not} for the others."""
     unknown = [n for n in names if n not in PEERS]
     if unknown:
         raise ValueError(f"peers: unknown {unknown}; known: {', '.join(PEERS)}")
-    peers: list[Peer] = []
+    runnable: list[type[Peer]] = []
     skipped: dict[str, str] = {}
     for name in names:
         why = PEERS[name].missing()
         if why is None:
-            peers.append(PEERS[name](setup))
+            runnable.append(PEERS[name])
         else:
             log.warning("skipping %s: %s", name, why)
             skipped[name] = why
-    return peers, skipped
+    return runnable, skipped

@@ -1,0 +1,491 @@
+"""`python -m anisoscan.bench compare`: anisoscan against ScaNN, faiss and HNSW, on the same data.
+
+For every dataset and index: build time, memory, and for every sweep point recall@k with
+queries/s on one thread (one query per call, as a database serving single requests sees it)
+and batched (all queries in one call, on all cores). Writes to --out:
+  <dataset>.json  every point, plus the machine and library versions
+  <dataset>.md    best QPS at recall@k >= 0.80 / 0.90 / 0.95, and equal-parameters tables
+  <dataset>.png   recall@k (x) against QPS (log y), one line (Pareto frontier) per index
+With --quick the base is subsampled (and ground truth recomputed), sweeps are short, and the
+files are named <dataset>-quick.* so that they never replace the results of a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..datasets import Dataset, load_folder, make_clustered
+from ..index import exact_search
+from ..metrics import recall_at_k
+from . import peers as peers_mod
+from .peers import PEERS, Params, Peer, Setup
+
+log = logging.getLogger(__name__)
+
+QUICK_BASE = 50_000
+QUICK_QUERIES = 200
+FULL_GENERATED_QUERIES = 1_000
+RECALL_TARGETS = (0.80, 0.90, 0.95)
+# A sweep point is skipped once a point with no larger parameter reached this recall.
+SATURATED_RECALL = 0.999
+MAX_PASSES = 10
+
+
+@dataclass
+class Workload:
+    """A dataset as the peers see it: float32 arrays, IP or L2, exact ground truth."""
+
+    name: str
+    base: np.ndarray
+    queries: np.ndarray
+    truth: np.ndarray  # [nq, >= k] exact ids, best first
+    metric: str  # "IP" or "L2" (COSINE data is normalized and searched by IP)
+    source: str
+    n_full: int  # base rows before --quick subsampling
+    quick: bool = False
+
+
+@dataclass
+class Point:
+    params: Params
+    recall: float  # recall@k of the one-query-per-call results
+    qps: float  # one thread, one query per call
+    recall_batched: float
+    qps_batched: float  # all queries in one call, all threads
+
+
+@dataclass
+class IndexResult:
+    name: str
+    description: str
+    version: str
+    codes_only: bool
+    build_s: float
+    memory_bytes: int | None
+    points: list[Point] = field(default_factory=list)
+
+
+# --- workloads ------------------------------------------------------------------------------
+
+
+def prepare(ds: Dataset, source: str, k: int, quick: bool = False, seed: int = 0) -> Workload:
+    """Float32 copies, COSINE -> normalized IP, --quick subsampling, ground truth when missing."""
+    base = np.ascontiguousarray(ds.base, dtype=np.float32)
+    queries = np.ascontiguousarray(ds.queries, dtype=np.float32)
+    truth = ds.ground_truth
+    metric = ds.metric.upper()
+    if metric == "COSINE":
+        base = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        metric = "IP"
+    n_full = base.shape[0]
+    if quick:
+        rng = np.random.default_rng(seed)
+        if base.shape[0] > QUICK_BASE:
+            base = np.ascontiguousarray(base[np.sort(rng.choice(base.shape[0], QUICK_BASE, replace=False))])
+            truth = None  # ids changed: recomputed below
+        if queries.shape[0] > QUICK_QUERIES:
+            rows = np.sort(rng.choice(queries.shape[0], QUICK_QUERIES, replace=False))
+            queries = np.ascontiguousarray(queries[rows])
+            truth = None if truth is None else truth[rows]
+    if truth is None or truth.shape[1] < k:
+        log.info("%s: exact top-%d for %d queries over %d vectors (ground truth)",
+                 ds.name, k, queries.shape[0], base.shape[0])
+        truth, _ = exact_search(base, queries, k, metric)
+    name = f"{ds.name}-quick" if quick else ds.name
+    return Workload(name, base, queries, np.asarray(truth)[:, :k], metric, source, n_full, quick)
+
+
+def parse_generate(spec: str) -> tuple[int, int]:
+    """"N,DIM" -> (N, DIM)."""
+    try:
+        n, dim = (int(x) for x in spec.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--generate: expected N,DIM (e.g. 50000,64), got {spec!r}") from None
+    if n < 1 or dim < 1:
+        raise argparse.ArgumentTypeError(f"--generate: N and DIM must be positive, got {spec!r}")
+    return n, dim
+
+
+def workloads(args: argparse.Namespace) -> list[Workload]:
+    out = []
+    for path in args.dataset or []:
+        out.append(prepare(load_folder(path), str(path), args.k, args.quick))
+    for n, dim in args.generate or []:
+        nq = QUICK_QUERIES if args.quick else FULL_GENERATED_QUERIES
+        ds = make_clustered(n, dim, n_queries=nq, metric=args.metric)
+        out.append(prepare(ds, f"make_clustered({n}, {dim}, metric={args.metric!r})", args.k, args.quick))
+    return out
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def _ids(rows: Any, nq: int, k: int) -> np.ndarray:
+    """[nq, k] int64 ids from whatever a peer returned, -1 where it found fewer than k."""
+    out = np.full((nq, k), -1, dtype=np.int64)
+    for i, row in enumerate(rows):
+        row = np.asarray(row).ravel()[:k]
+        out[i, : len(row)] = row
+    return out
+
+
+def best_time(fn: Any, repeats: int, min_seconds: float) -> tuple[float, Any]:
+    """Best wall time of fn() over at least `repeats` calls, more while they add up to less than
+    min_seconds (at most MAX_PASSES): short passes on a shared machine are noisy. Also fn's result."""
+    best, total, passes, result = math.inf, 0.0, 0, None
+    while passes < repeats or (total < min_seconds and passes < MAX_PASSES):
+        t0 = time.perf_counter()
+        result = fn()
+        took = time.perf_counter() - t0
+        best, total, passes = min(best, took), total + took, passes + 1
+    return best, result
+
+
+def measure(peer: Peer, w: Workload, k: int, params: Params, threads: int, repeats: int = 1,
+            min_seconds: float = 0.0) -> Point:
+    """Recall and QPS at one sweep point: batched (one call, `threads`) and one query per call."""
+    nq = w.queries.shape[0]
+    batched_s, found = best_time(lambda: peer.search(w.queries, k, params, threads), repeats, min_seconds)
+
+    def one_by_one() -> list[np.ndarray]:
+        return [peer.search_one(q, k, params) for q in w.queries]
+
+    single_s, rows = best_time(one_by_one, repeats, min_seconds)
+    return Point(dict(params), recall_at_k(_ids(rows, nq, k), w.truth, k), nq / single_s,
+                 recall_at_k(_ids(found, nq, k), w.truth, k), nq / batched_s)
+
+
+def saturated(points: list[Point], params: Params) -> bool:
+    """True when a point searched with no larger parameter already reached SATURATED_RECALL:
+    more effort cannot buy recall there, only time."""
+    return any(p.recall >= SATURATED_RECALL and all(p.params[key] <= params[key] for key in params)
+               for p in points)
+
+
+def run_peer(peer: Peer, w: Workload, k: int, threads: int, repeats: int, min_seconds: float,
+             progress: bool, bar: Any = None) -> IndexResult:
+    """Builds one index, then measures every point of its sweep."""
+    from tqdm import tqdm
+
+    if bar is not None:
+        bar.set_postfix_str(f"{peer.name}: building")
+    t0 = time.perf_counter()
+    peer.build(w.base, w.metric, threads)
+    build_s = time.perf_counter() - t0
+    memory = peer.memory_bytes()
+    result = IndexResult(peer.name, peer.description, type(peer).version(), peer.codes_only, build_s, memory)
+    log.info("%s: built in %.1f s, %s", peer.name, build_s,
+             "memory unknown" if memory is None else f"{memory / 2**20:.1f} MiB")
+    if bar is not None:
+        bar.set_postfix_str(f"{peer.name}: sweeping")
+    sweep = peer.sweep(k)
+    for params in tqdm(sweep, desc=peer.name, unit="point", leave=False, file=sys.stderr,
+                       disable=not progress):
+        if not saturated(result.points, params):
+            result.points.append(measure(peer, w, k, params, threads, repeats, min_seconds))
+    best = max(result.points, key=lambda p: p.recall)
+    log.info("%s: %d points, best recall@%d %.4f at %s (%.0f QPS one thread)",
+             peer.name, len(result.points), k, best.recall, best.params, best.qps)
+    return result
+
+
+def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: int = 0, repeats: int = 1,
+            min_seconds: float = 0.0, progress: bool = True) -> dict[str, Any]:
+    """Runs every available peer over one workload; returns the report that write_report saves."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    started = time.time()
+    kinds, skipped = peers_mod.available(names)
+    machine = machine_info(kinds)
+    results: list[IndexResult] = []
+    with logging_redirect_tqdm():
+        bar = tqdm(kinds, desc=w.name, unit="index", file=sys.stderr, disable=not progress)
+        for kind in bar:
+            peer = kind(setup)
+            try:
+                results.append(run_peer(peer, w, k, threads, repeats, min_seconds, progress, bar))
+            except Exception as e:  # noqa: BLE001 - one broken peer must not sink the run
+                log.exception("%s failed; skipping it", kind.name)
+                skipped[kind.name] = f"failed: {type(e).__name__}: {e}"
+            del peer  # free this index before building the next one
+            gc.collect()
+    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return {
+        "dataset": {"name": w.name, "source": w.source, "n": int(w.base.shape[0]), "n_full": w.n_full,
+                    "nq": int(w.queries.shape[0]), "dim": int(w.base.shape[1]), "metric": w.metric,
+                    "k": k, "quick": w.quick},
+        "setup": {**dataclasses.asdict(setup), "threads": threads or os.cpu_count(), "repeats": repeats,
+                  "min_seconds": min_seconds},
+        "machine": machine,
+        "indexes": [dataclasses.asdict(r) for r in results],
+        "skipped": skipped,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "elapsed_s": round(time.time() - started, 1),
+    }
+
+
+def machine_info(kinds: list[type[Peer]]) -> dict[str, Any]:
+    """CPU, cores, SIMD levels, library versions: what a reader needs to compare runs."""
+    cpu: str | None = None
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu is None:
+                cpu = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for kind in kinds:
+        try:
+            versions[kind.package] = kind.version()
+        except Exception as e:  # noqa: BLE001 - versions are informative only
+            versions[kind.package] = f"unknown ({e})"
+    info: dict[str, Any] = {
+        "cpu": cpu or platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "simd_flags": sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "f16c"))),
+        "anisoscan_simd_level": _core.simd_level(),
+        "anisoscan_detected_simd_level": _core.detected_simd_level(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "thread_env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    if any(kind.package == "faiss" for kind in kinds):
+        import faiss
+
+        info["faiss_compile_options"] = faiss.get_compile_options()
+    return info
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def frontier(points: list[dict[str, Any]], qps_key: str = "qps", recall_key: str = "recall"
+             ) -> list[tuple[float, float]]:
+    """(recall, qps) Pareto frontier, by increasing recall: no other point is both better and faster."""
+    best: list[tuple[float, float]] = []
+    for p in sorted(points, key=lambda p: (-p[recall_key], -p[qps_key])):
+        if not best or p[qps_key] > best[-1][1]:
+            best.append((p[recall_key], p[qps_key]))
+    return best[::-1]
+
+
+def best_qps(points: list[dict[str, Any]], target: float, qps_key: str = "qps",
+             recall_key: str = "recall") -> float | None:
+    ok = [p[qps_key] for p in points if p[recall_key] >= target]
+    return max(ok) if ok else None
+
+
+def _fmt_qps(q: float | None) -> str:
+    return "—" if q is None else f"{q:,.0f}"
+
+
+def _fmt_load(load: list[float] | None) -> str:
+    return "?" if not load else ", ".join(f"{x:.2f}" for x in load)
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """Per index: best QPS at the recall targets (one thread, and batched at 0.90), build, memory."""
+    k = report["dataset"]["k"]
+    head = (["index", "build s", "memory MiB"] + [f"1-thread QPS @R{k}≥{t:.2f}" for t in RECALL_TARGETS]
+            + [f"batched QPS @R{k}≥0.90", f"max recall@{k}", "codes-only max recall"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["indexes"]:
+        pts = r["points"]
+        mem = "—" if r["memory_bytes"] is None else f"{r['memory_bytes'] / 2**20:,.1f}"
+        top = max((p["recall"] for p in pts), default=float("nan"))
+        cells = ([r["name"], f"{r['build_s']:.1f}", mem]
+                 + [_fmt_qps(best_qps(pts, t)) for t in RECALL_TARGETS]
+                 + [_fmt_qps(best_qps(pts, 0.90, "qps_batched", "recall_batched")), f"{top:.4f}",
+                    f"{top:.4f}" if r["codes_only"] else "—"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def equal_params_tables(report: dict[str, Any]) -> str:
+    """Indexes searched with the same parameters side by side: recall@k / one-thread QPS."""
+    k = report["dataset"]["k"]
+    nlist = report["setup"]["nlist"]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in report["indexes"]:
+        if r["points"]:
+            groups.setdefault(tuple(r["points"][0]["params"]), []).append(r)
+    sections = []
+    titles = {("nprobe",): f"Equal partitions searched (nprobe of nlist={nlist}): "
+                           f"codes-only recall@{k} / one-thread QPS",
+              ("nprobe", "reorder_k"): f"Equal partitions and reorder_k: recall@{k} / one-thread QPS"}
+    for keys, members in groups.items():
+        if len(members) < 2:
+            continue
+        combos = sorted({tuple(p["params"][key] for key in keys) for r in members for p in r["points"]})
+        head = list(keys) + [r["name"] + (" (codes)" if r["codes_only"] else "") for r in members]
+        lines = [f"### {titles.get(keys, ' and '.join(keys))}", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for combo in combos:
+            cells = [str(c) for c in combo]
+            for r in members:
+                p = next((p for p in r["points"] if tuple(p["params"][key] for key in keys) == combo), None)
+                cells.append("—" if p is None else f"{p['recall']:.4f} / {p['qps']:,.0f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    d, m, s = report["dataset"], report["machine"], report["setup"]
+    k = d["k"]
+    sub = f" (quick: {d['n']:,} of {d['n_full']:,} base vectors)" if d["quick"] else ""
+    lines = [
+        f"# {d['name']}: recall@{k} against queries/s",
+        "",
+        f"{d['n']:,} x {d['dim']} vectors, metric {d['metric']}, {d['nq']:,} queries{sub}; "
+        f"nlist (ScaNN num_leaves) {s['nlist']} for every IVF peer, 4-bit codes over "
+        f"{s['sub_dim']} dimensions each.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, anisoscan SIMD {m['anisoscan_simd_level']}; "
+        f"load average at start / end {_fmt_load(m.get('load_average_at_start'))} / "
+        f"{_fmt_load(m.get('load_average_at_end'))}.",
+        f"1-thread QPS: one query per call from a Python loop (per-call overhead included); batched: "
+        f"all queries in one call on {s['threads']} threads. Timing per point: the best of "
+        f"at least {s['repeats']} passes over the queries, more (up to {MAX_PASSES}) until {s['min_seconds']} s.",
+        "",
+        summary_table(report),
+    ]
+    if report["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{n} ({why})" for n, why in report["skipped"].items())]
+    tables = equal_params_tables(report)
+    if tables:
+        lines += ["", tables]
+    lines += ["", "### Indexes", ""]
+    lines += [f"- **{r['name']}** {r['version']}: {r['description']}" for r in report["indexes"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """recall@k vs QPS (log), one thread and batched side by side. False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no %s", path.name)
+        return False
+    k = report["dataset"]["k"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharex=True)
+    panels = (("qps", "recall", "one thread, one query per call"),
+              ("qps_batched", "recall_batched", f"batched, {report['setup']['threads']} threads"))
+    lowest = 1.0
+    for ax, (qps_key, recall_key, title) in zip(axes, panels):
+        for r in report["indexes"]:
+            line = frontier(r["points"], qps_key, recall_key)
+            if not line:
+                continue
+            x, y = zip(*line)
+            lowest = min(lowest, min(x))
+            style = "--" if r["codes_only"] else "-"
+            ax.plot(x, y, style, marker="o", markersize=3, label=r["name"])
+        ax.set_yscale("log")
+        ax.set_xlabel(f"recall@{k}")
+        ax.set_ylabel("queries/s")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_xlim(max(0.0, lowest - 0.02), 1.0)
+    axes[1].legend(loc="lower left", fontsize=8)
+    d = report["dataset"]
+    fig.suptitle(f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}), {report['machine']['cpu']}; "
+                 "dashed: codes only", fontsize=10)
+    fig.tight_layout()
+    _write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return True
+
+
+def _write(path: Path, write: Any) -> None:
+    """Writes through a .tmp file and a rename, so a stopped run never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def output_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    """<out>/<dataset>.json, .md and .png (no .png without matplotlib)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = output_stem(report["dataset"]["name"])
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    _write(paths[0], lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+    _write(paths[1], lambda p: p.write_text(markdown(report)))
+    if plot(report, out / f"{stem}.png"):
+        paths.append(out / f"{stem}.png")
+    return paths
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # "Loading faiss with AVX512 ..."
+    names = [n.strip() for n in args.peers.split(",") if n.strip()] if args.peers else list(PEERS)
+    if not args.dataset and not args.generate:
+        raise SystemExit("compare: give --dataset PATH and/or --generate N,DIM")
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 2)
+    min_seconds = args.min_seconds if args.min_seconds is not None else (0.1 if args.quick else 0.3)
+    for w in workloads(args):
+        setup = Setup(nlist=args.nlist or peers_mod.default_nlist(w.base.shape[0]), quick=args.quick)
+        log.info("%s: %d x %d, %s, %d queries, nlist %d, peers %s", w.name, w.base.shape[0], w.base.shape[1],
+                 w.metric, w.queries.shape[0], setup.nlist, ",".join(names))
+        report = compare(w, names, setup, args.k, args.threads, repeats, min_seconds,
+                         progress=not args.no_progress)
+        paths = write_report(report, Path(args.out))
+        print(markdown(report))
+        log.info("wrote %s (%.0f s)", ", ".join(map(str, paths)), report["elapsed_s"])
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", action="append", metavar="PATH",
+                   help="folder with base.npy, query.npy, gt_ip.npy|gt_l2.npy, meta.json (repeatable)")
+    p.add_argument("--generate", action="append", type=parse_generate, metavar="N,DIM",
+                   help="clustered synthetic data with N vectors of DIM dimensions (repeatable)")
+    p.add_argument("--metric", choices=["IP", "L2", "COSINE"], default="IP", help="metric of --generate data")
+    p.add_argument("--peers", default=None,
+                   help=f"comma-separated indexes to run (default all): {','.join(PEERS)}")
+    p.add_argument("--quick", action="store_true",
+                   help=f"subsample to {QUICK_BASE:,} vectors and {QUICK_QUERIES} queries, short sweeps")
+    p.add_argument("--out", default="bench/results", help="output folder (default bench/results)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--nlist", type=int, default=None,
+                   help="partitions for every IVF peer (default ~3.2 sqrt(n), two significant digits)")
+    p.add_argument("--threads", type=int, default=0, help="threads for builds and batched search (0: all)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="passes over the queries per point, best kept (default 2; 1 with --quick)")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help=f"more passes (at most {MAX_PASSES}) until they add up to this (default 0.3; 0.1 quick)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
