@@ -39,6 +39,15 @@ def make_clustered(n: int, dim: int, n_queries: int = 200, n_clusters: int = 64,
     return Dataset(f"clustered-{n}x{dim}", draw(n), draw(n_queries), metric)
 
 
+SHIPPED = Path(__file__).resolve().parent / "data" / "glove-10k-50.npz"
+
+
+def load_shipped() -> Dataset:
+    """10,000 GloVe word vectors and 200 queries (unit length, inner product), shipped with the package."""
+    with np.load(SHIPPED) as f:
+        return Dataset("glove-10k-50", f["base"], f["query"], "IP")
+
+
 def load_folder(path: str | Path, mmap: bool = True) -> Dataset:
     """Reads a dataset folder in the format of shared/data (see its README)."""
     folder = Path(path)

@@ -65,9 +65,11 @@ class Workload:
 class Point:
     params: Params
     recall: float  # recall@k of the one-query-per-call results
-    qps: float  # one thread, one query per call
+    qps: float  # one thread, one query per call: queries / CPU seconds of the process
+    qps_wall: float  # the same by wall clock (lower when other jobs share the cores)
     recall_batched: float
-    qps_batched: float  # all queries in one call, all threads
+    qps_batched: float  # all queries in one call on all threads, by wall clock
+    qps_batched_cpu: float  # queries / CPU seconds (all threads) in that call: throughput per core
 
 
 @dataclass
@@ -76,7 +78,8 @@ class IndexResult:
     description: str
     version: str
     codes_only: bool
-    build_s: float
+    build_s: float  # wall clock, all threads
+    build_cpu_s: float  # CPU seconds, all threads
     memory_bytes: int | None
     points: list[Point] = field(default_factory=list)
 
@@ -146,30 +149,43 @@ def _ids(rows: Any, nq: int, k: int) -> np.ndarray:
     return out
 
 
-def best_time(fn: Any, repeats: int, min_seconds: float) -> tuple[float, Any]:
-    """Best wall time of fn() over at least `repeats` calls, more while they add up to less than
-    min_seconds (at most MAX_PASSES): short passes on a shared machine are noisy. Also fn's result."""
-    best, total, passes, result = math.inf, 0.0, 0, None
+@dataclass
+class Timing:
+    wall_s: float
+    cpu_s: float  # CPU seconds of this process, all threads
+
+
+def best_time(fn: Any, repeats: int, min_seconds: float) -> tuple[Timing, Any]:
+    """Best wall and CPU times of fn() over at least `repeats` calls, more while they add up to
+    less than min_seconds (at most MAX_PASSES): short passes on a shared machine are noisy.
+    Also returns fn's (last) result."""
+    best, total, passes, result = Timing(math.inf, math.inf), 0.0, 0, None
     while passes < repeats or (total < min_seconds and passes < MAX_PASSES):
-        t0 = time.perf_counter()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         result = fn()
-        took = time.perf_counter() - t0
-        best, total, passes = min(best, took), total + took, passes + 1
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        best = Timing(min(best.wall_s, wall), min(best.cpu_s, cpu))
+        total, passes = total + wall, passes + 1
     return best, result
 
 
 def measure(peer: Peer, w: Workload, k: int, params: Params, threads: int, repeats: int = 1,
             min_seconds: float = 0.0) -> Point:
-    """Recall and QPS at one sweep point: batched (one call, `threads`) and one query per call."""
+    """Recall and QPS at one sweep point: one query per call on this thread, then batched.
+
+    One-thread QPS is computed from CPU time: on an idle machine it equals wall-clock QPS, and
+    on a shared one it does not count the time slices other jobs took from this thread.
+    """
     nq = w.queries.shape[0]
-    batched_s, found = best_time(lambda: peer.search(w.queries, k, params, threads), repeats, min_seconds)
 
     def one_by_one() -> list[np.ndarray]:
         return [peer.search_one(q, k, params) for q in w.queries]
 
-    single_s, rows = best_time(one_by_one, repeats, min_seconds)
-    return Point(dict(params), recall_at_k(_ids(rows, nq, k), w.truth, k), nq / single_s,
-                 recall_at_k(_ids(found, nq, k), w.truth, k), nq / batched_s)
+    single, rows = best_time(one_by_one, repeats, min_seconds)
+    batched, found = best_time(lambda: peer.search(w.queries, k, params, threads), repeats, min_seconds)
+    return Point(dict(params), recall_at_k(_ids(rows, nq, k), w.truth, k), nq / max(single.cpu_s, 1e-9),
+                 nq / single.wall_s, recall_at_k(_ids(found, nq, k), w.truth, k), nq / batched.wall_s,
+                 nq / max(batched.cpu_s, 1e-9))
 
 
 def saturated(points: list[Point], params: Params) -> bool:
@@ -186,12 +202,11 @@ def run_peer(peer: Peer, w: Workload, k: int, threads: int, repeats: int, min_se
 
     if bar is not None:
         bar.set_postfix_str(f"{peer.name}: building")
-    t0 = time.perf_counter()
-    peer.build(w.base, w.metric, threads)
-    build_s = time.perf_counter() - t0
+    built, _ = best_time(lambda: peer.build(w.base, w.metric, threads), 1, 0.0)
     memory = peer.memory_bytes()
-    result = IndexResult(peer.name, peer.description, type(peer).version(), peer.codes_only, build_s, memory)
-    log.info("%s: built in %.1f s, %s", peer.name, build_s,
+    result = IndexResult(peer.name, peer.description, type(peer).version(), peer.codes_only,
+                         built.wall_s, built.cpu_s, memory)
+    log.info("%s: built in %.1f s (%.1f CPU s), %s", peer.name, built.wall_s, built.cpu_s,
              "memory unknown" if memory is None else f"{memory / 2**20:.1f} MiB")
     if bar is not None:
         bar.set_postfix_str(f"{peer.name}: sweeping")
@@ -309,14 +324,14 @@ def _fmt_load(load: list[float] | None) -> str:
 def summary_table(report: dict[str, Any]) -> str:
     """Per index: best QPS at the recall targets (one thread, and batched at 0.90), build, memory."""
     k = report["dataset"]["k"]
-    head = (["index", "build s", "memory MiB"] + [f"1-thread QPS @R{k}≥{t:.2f}" for t in RECALL_TARGETS]
+    head = (["index", "build s (CPU s)", "memory MiB"] + [f"1-thread QPS @R{k}≥{t:.2f}" for t in RECALL_TARGETS]
             + [f"batched QPS @R{k}≥0.90", f"max recall@{k}", "codes-only max recall"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in report["indexes"]:
         pts = r["points"]
         mem = "—" if r["memory_bytes"] is None else f"{r['memory_bytes'] / 2**20:,.1f}"
         top = max((p["recall"] for p in pts), default=float("nan"))
-        cells = ([r["name"], f"{r['build_s']:.1f}", mem]
+        cells = ([r["name"], f"{r['build_s']:.1f} ({r['build_cpu_s']:.0f})", mem]
                  + [_fmt_qps(best_qps(pts, t)) for t in RECALL_TARGETS]
                  + [_fmt_qps(best_qps(pts, 0.90, "qps_batched", "recall_batched")), f"{top:.4f}",
                     f"{top:.4f}" if r["codes_only"] else "—"])
@@ -366,8 +381,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, anisoscan SIMD {m['anisoscan_simd_level']}; "
         f"load average at start / end {_fmt_load(m.get('load_average_at_start'))} / "
         f"{_fmt_load(m.get('load_average_at_end'))}.",
-        f"1-thread QPS: one query per call from a Python loop (per-call overhead included); batched: "
-        f"all queries in one call on {s['threads']} threads. Timing per point: the best of "
+        "1-thread QPS: one query per call from a Python loop (per-call overhead included), queries per "
+        "CPU second of the process (= wall clock on an idle machine; the JSON also has wall-clock QPS); "
+        f"batched: all queries in one call on {s['threads']} threads, wall clock. Timing per point: the best of "
         f"at least {s['repeats']} passes over the queries, more (up to {MAX_PASSES}) until {s['min_seconds']} s.",
         "",
         summary_table(report),
