@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <unordered_map>
 
 #include "distances.h"
 #include "kmeans.h"
@@ -28,23 +27,38 @@ double scaled_sin_power_integral(double k, double alpha) {
   return sum * h / 3.0;
 }
 
-// The exact eta costs an integral; data sets often repeat norms (unit vectors), so memoize.
+// eta per data point. The exact form costs an integral, so it is tabulated once over
+// t = T / ||x|| in [0, 1) and interpolated; eta is smooth there except as t -> 1, where the
+// last interval is evaluated directly.
 class EtaCache {
  public:
   EtaCache(const PQTrainParams& params, size_t dim) : params_(params), dim_(dim) {}
+
   double operator()(double norm) {
-    float key = static_cast<float>(norm);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
-    double eta = anisotropic_eta(key, params_.anisotropic_threshold, dim_, params_.exact_eta);
-    if (cache_.size() < (1u << 16)) cache_.emplace(key, eta);
-    return eta;
+    const double T = params_.anisotropic_threshold;
+    if (!params_.exact_eta || T <= 0.0 || norm <= T) return anisotropic_eta(norm, T, dim_, params_.exact_eta);
+    const double pos = T / norm * kGrid;
+    const size_t i = static_cast<size_t>(pos);
+    if (i + 1 >= kGrid) return anisotropic_eta(norm, T, dim_, true);
+    const double f = pos - i;
+    return std::max(1.0, at(i) * (1.0 - f) + at(i + 1) * f);
   }
 
  private:
+  // eta at t = j / kGrid (norm = T * kGrid / j), computed on first use: unit-norm data
+  // touches two entries.
+  double at(size_t j) {
+    if (table_.empty()) table_.assign(kGrid, -1.0);
+    if (table_[j] < 0.0)
+      table_[j] = j == 0 ? 1.0 : anisotropic_eta(params_.anisotropic_threshold * kGrid / j,
+                                                 params_.anisotropic_threshold, dim_, true);
+    return table_[j];
+  }
+
+  static constexpr size_t kGrid = 1024;
   const PQTrainParams& params_;
   size_t dim_;
-  std::unordered_map<float, double> cache_;
+  std::vector<double> table_;
 };
 
 }  // namespace

@@ -22,7 +22,7 @@ double anisotropic_eta(double norm, double threshold, size_t dim, bool exact);
 struct PQTrainParams {
   size_t sub_dim = 2;
   double anisotropic_threshold = 0.2;  // 0 disables the anisotropic loss
-  bool exact_eta = false;
+  bool exact_eta = true;  // finite-d eta; the large-d limit underestimates it at moderate d
   bool anisotropic_codebooks = true;  // also solve the codebook update under the loss
   int iterations = 8;                 // assignment / update alternations
   int kmeans_iterations = 16;         // plain k-means that initialises the codebooks

@@ -149,6 +149,19 @@ def _ids(rows: Any, nq: int, k: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class TimingPlan:
+    """How often each sweep point is timed; the best rates are kept."""
+
+    rounds: int = 1  # passes over the whole sweep of an index
+    repeats: int = 1  # passes over the queries per point and round, at least
+    min_seconds: float = 0.0  # more passes (at most MAX_PASSES) until they add up to this
+
+    @classmethod
+    def default(cls, quick: bool) -> TimingPlan:
+        return cls(1, 1, 0.1) if quick else cls(2, 1, 0.15)
+
+
 @dataclass
 class Timing:
     wall_s: float
@@ -195,9 +208,17 @@ def saturated(points: list[Point], params: Params) -> bool:
                for p in points)
 
 
-def run_peer(peer: Peer, w: Workload, k: int, threads: int, repeats: int, min_seconds: float,
-             progress: bool, bar: Any = None) -> IndexResult:
-    """Builds one index, then measures every point of its sweep."""
+def faster(a: Point, b: Point) -> Point:
+    """Two measurements of one point: the best of each rate (recall does not depend on timing)."""
+    return dataclasses.replace(a, qps=max(a.qps, b.qps), qps_wall=max(a.qps_wall, b.qps_wall),
+                               qps_batched=max(a.qps_batched, b.qps_batched),
+                               qps_batched_cpu=max(a.qps_batched_cpu, b.qps_batched_cpu))
+
+
+def run_peer(peer: Peer, w: Workload, k: int, threads: int, timing: TimingPlan, progress: bool,
+             bar: Any = None) -> IndexResult:
+    """Builds one index, then measures its sweep `timing.rounds` times over, keeping the best rates:
+    a point is timed in separate moments, so a burst of other work on the machine spoils only one."""
     from tqdm import tqdm
 
     if bar is not None:
@@ -211,22 +232,31 @@ def run_peer(peer: Peer, w: Workload, k: int, threads: int, repeats: int, min_se
     if bar is not None:
         bar.set_postfix_str(f"{peer.name}: sweeping")
     sweep = peer.sweep(k)
-    for params in tqdm(sweep, desc=peer.name, unit="point", leave=False, file=sys.stderr,
-                       disable=not progress):
-        if not saturated(result.points, params):
-            result.points.append(measure(peer, w, k, params, threads, repeats, min_seconds))
+    points: dict[int, Point] = {}
+    steps = tqdm(total=len(sweep) * timing.rounds, desc=peer.name, unit="point", leave=False, file=sys.stderr,
+                 disable=not progress)
+    for round_ in range(timing.rounds):
+        for i, params in enumerate(sweep):
+            steps.update()
+            if (round_ == 0 and saturated(list(points.values()), params)) or (round_ > 0 and i not in points):
+                continue
+            point = measure(peer, w, k, params, threads, timing.repeats, timing.min_seconds)
+            points[i] = faster(points[i], point) if i in points else point
+    steps.close()
+    result.points = [points[i] for i in sorted(points)]
     best = max(result.points, key=lambda p: p.recall)
     log.info("%s: %d points, best recall@%d %.4f at %s (%.0f QPS one thread)",
              peer.name, len(result.points), k, best.recall, best.params, best.qps)
     return result
 
 
-def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: int = 0, repeats: int = 1,
-            min_seconds: float = 0.0, progress: bool = True) -> dict[str, Any]:
+def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: int = 0,
+            timing: TimingPlan | None = None, progress: bool = True) -> dict[str, Any]:
     """Runs every available peer over one workload; returns the report that write_report saves."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    timing = timing or TimingPlan()
     started = time.time()
     kinds, skipped = peers_mod.available(names)
     machine = machine_info(kinds)
@@ -236,7 +266,7 @@ def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: i
         for kind in bar:
             peer = kind(setup)
             try:
-                results.append(run_peer(peer, w, k, threads, repeats, min_seconds, progress, bar))
+                results.append(run_peer(peer, w, k, threads, timing, progress, bar))
             except Exception as e:  # noqa: BLE001 - one broken peer must not sink the run
                 log.exception("%s failed; skipping it", kind.name)
                 skipped[kind.name] = f"failed: {type(e).__name__}: {e}"
@@ -247,8 +277,8 @@ def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: i
         "dataset": {"name": w.name, "source": w.source, "n": int(w.base.shape[0]), "n_full": w.n_full,
                     "nq": int(w.queries.shape[0]), "dim": int(w.base.shape[1]), "metric": w.metric,
                     "k": k, "quick": w.quick},
-        "setup": {**dataclasses.asdict(setup), "threads": threads or os.cpu_count(), "repeats": repeats,
-                  "min_seconds": min_seconds},
+        "setup": {**dataclasses.asdict(setup), "threads": threads or os.cpu_count(),
+                  "timing": dataclasses.asdict(timing)},
         "machine": machine,
         "indexes": [dataclasses.asdict(r) for r in results],
         "skipped": skipped,
@@ -370,6 +400,7 @@ def equal_params_tables(report: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     d, m, s = report["dataset"], report["machine"], report["setup"]
+    t = s["timing"]
     k = d["k"]
     sub = f" (quick: {d['n']:,} of {d['n_full']:,} base vectors)" if d["quick"] else ""
     lines = [
@@ -383,8 +414,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{_fmt_load(m.get('load_average_at_end'))}.",
         "1-thread QPS: one query per call from a Python loop (per-call overhead included), queries per "
         "CPU second of the process (= wall clock on an idle machine; the JSON also has wall-clock QPS); "
-        f"batched: all queries in one call on {s['threads']} threads, wall clock. Timing per point: the best of "
-        f"at least {s['repeats']} passes over the queries, more (up to {MAX_PASSES}) until {s['min_seconds']} s.",
+        f"batched: all queries in one call on {s['threads']} threads, wall clock. Each point: the best of "
+        f"{t['rounds']} round(s) over the sweep, each at least {t['repeats']} pass(es) over the queries and "
+        f"{t['min_seconds']} s.",
         "",
         summary_table(report),
     ]
@@ -470,14 +502,14 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.peers.split(",") if n.strip()] if args.peers else list(PEERS)
     if not args.dataset and not args.generate:
         raise SystemExit("compare: give --dataset PATH and/or --generate N,DIM")
-    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 2)
-    min_seconds = args.min_seconds if args.min_seconds is not None else (0.1 if args.quick else 0.3)
+    timing = TimingPlan.default(args.quick)
+    timing = TimingPlan(args.rounds or timing.rounds, args.repeats or timing.repeats,
+                        timing.min_seconds if args.min_seconds is None else args.min_seconds)
     for w in workloads(args):
         setup = Setup(nlist=args.nlist or peers_mod.default_nlist(w.base.shape[0]), quick=args.quick)
         log.info("%s: %d x %d, %s, %d queries, nlist %d, peers %s", w.name, w.base.shape[0], w.base.shape[1],
                  w.metric, w.queries.shape[0], setup.nlist, ",".join(names))
-        report = compare(w, names, setup, args.k, args.threads, repeats, min_seconds,
-                         progress=not args.no_progress)
+        report = compare(w, names, setup, args.k, args.threads, timing, progress=not args.no_progress)
         paths = write_report(report, Path(args.out))
         print(markdown(report))
         log.info("wrote %s (%.0f s)", ", ".join(map(str, paths)), report["elapsed_s"])
@@ -499,9 +531,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nlist", type=int, default=None,
                    help="partitions for every IVF peer (default ~3.2 sqrt(n), two significant digits)")
     p.add_argument("--threads", type=int, default=0, help="threads for builds and batched search (0: all)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="passes over the queries per point, best kept (default 2; 1 with --quick)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="times each index's sweep is run, best rates kept (default 2; 1 with --quick)")
+    p.add_argument("--repeats", type=int, default=None, help="passes over the queries per point and round")
     p.add_argument("--min-seconds", type=float, default=None,
-                   help=f"more passes (at most {MAX_PASSES}) until they add up to this (default 0.3; 0.1 quick)")
+                   help=f"more passes (at most {MAX_PASSES}) until they add up to this (default 0.15; 0.1 quick)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
