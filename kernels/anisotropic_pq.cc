@@ -103,12 +103,21 @@ ProductQuantizer::ProductQuantizer(size_t dim, size_t sub_dim)
   if (sub_dim == 0 || sub_dim > kMaxSubDim || sub_dim > dim)
     throw std::invalid_argument("sub_dim: must be in [1, min(dim, 16)]");
   codebooks_.assign(m_ * kCodewords * sub_dim_, 0.f);
+  derive_transposed();
+}
+
+void ProductQuantizer::derive_transposed() {
+  codebooks_t_.resize(codebooks_.size());
+  for (size_t s = 0; s < m_; ++s)
+    for (size_t k = 0; k < kCodewords; ++k)
+      for (size_t t = 0; t < sub_dim_; ++t) codebooks_t_[(s * sub_dim_ + t) * kCodewords + k] = codeword(s, k)[t];
 }
 
 void ProductQuantizer::set_codebooks(std::vector<float> codebooks) {
   if (codebooks.size() != m_ * kCodewords * sub_dim_)
     throw std::invalid_argument("codebooks: wrong size for this quantizer");
   codebooks_ = std::move(codebooks);
+  derive_transposed();
 }
 
 void ProductQuantizer::nearest_codes(const float* y, uint8_t* codes) const {
@@ -304,6 +313,7 @@ std::vector<double> ProductQuantizer::train(MatrixView<const float> y, MatrixVie
     }
   });
 
+  derive_transposed();
   std::vector<uint8_t> codes(n * m_);
   for (size_t i = 0; i < n; ++i) nearest_codes(ws.yrow(i), codes.data() + i * m_);
   std::vector<double> history{mean_loss(ws, codes.data())};
@@ -318,6 +328,7 @@ std::vector<double> ProductQuantizer::train(MatrixView<const float> y, MatrixVie
     history.push_back(mean_loss(ws, codes.data()));
     if (!params.anisotropic_codebooks) break;  // assignment-only: codebooks stay k-means
     update_codebooks(ws, codes);
+    derive_transposed();
     history.push_back(mean_loss(ws, codes.data()));
   }
   return history;

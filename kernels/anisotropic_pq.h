@@ -46,6 +46,11 @@ class ProductQuantizer {
     return codebooks_.data() + (s * kCodewords + k) * sub_dim_;
   }
   const std::vector<float>& codebooks() const { return codebooks_; }
+  // Coordinate t of all 16 codewords of sub-space s, contiguous: lookup tables are built
+  // 16 codewords at a time.
+  const float* coordinate_of_codewords(size_t s, size_t t) const {
+    return codebooks_t_.data() + (s * sub_dim_ + t) * kCodewords;
+  }
   void set_codebooks(std::vector<float> codebooks);
 
   // Trains on residuals y [n, dim] with the directions of the original points x [n, dim].
@@ -77,7 +82,10 @@ class ProductQuantizer {
   size_t dim_ = 0;
   size_t sub_dim_ = 0;
   size_t m_ = 0;
-  std::vector<float> codebooks_;  // [m][16][sub_dim]
+  void derive_transposed();
+
+  std::vector<float> codebooks_;    // [m][16][sub_dim]
+  std::vector<float> codebooks_t_;  // [m][sub_dim][16], derived from codebooks_
 };
 
 }  // namespace anisoscan

@@ -4,14 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "multiversion.h"
 #include "parallel.h"
-
-// x86-64: one clone per ISA, picked at load time (no -march=native in the build).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ANISOSCAN_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define ANISOSCAN_MULTIVERSION
-#endif
 
 namespace anisoscan {
 

@@ -5,22 +5,31 @@
 #include <limits>
 
 #include "fastscan_layout.h"
+#include "multiversion.h"
 
 namespace anisoscan {
 
+ANISOSCAN_MULTIVERSION
 void build_float_lut(const ProductQuantizer& pq, const float* query, bool l2, float* lut) {
   const size_t ds = pq.sub_dim(), d = pq.dim();
-  float slice[kMaxSubDim];
   for (size_t s = 0; s < pq.num_subspaces(); ++s) {
-    // The last sub-space may stick out past dim: its padded coordinates are zero.
-    for (size_t t = 0; t < ds; ++t) slice[t] = s * ds + t < d ? query[s * ds + t] : 0.f;
-    // Inline loops: sub-spaces are a few floats, too short to pay for a call each.
-    for (size_t k = 0; k < kCodewords; ++k) {
-      const float* c = pq.codeword(s, k);
-      float acc = 0.f;
-      for (size_t t = 0; t < ds; ++t) acc += l2 ? (slice[t] - c[t]) * (slice[t] - c[t]) : slice[t] * c[t];
-      lut[s * kCodewords + k] = l2 ? acc : -acc;
+    float row[kCodewords] = {};
+    // 16 codewords at a time; the last sub-space's coordinates past dim are zero.
+    for (size_t t = 0; t < ds && s * ds + t < d; ++t) {
+      const float qt = query[s * ds + t];
+      const float* c = pq.coordinate_of_codewords(s, t);
+      if (l2) {
+        for (size_t k = 0; k < kCodewords; ++k) row[k] += (qt - c[k]) * (qt - c[k]);
+      } else {
+        for (size_t k = 0; k < kCodewords; ++k) row[k] -= qt * c[k];
+      }
     }
+    if (l2)  // padded coordinates: (0 - c)^2
+      for (size_t t = d > s * ds ? d - s * ds : 0; t < ds; ++t) {
+        const float* c = pq.coordinate_of_codewords(s, t);
+        for (size_t k = 0; k < kCodewords; ++k) row[k] += c[k] * c[k];
+      }
+    std::copy(row, row + kCodewords, lut + s * kCodewords);
   }
 }
 
@@ -36,6 +45,7 @@ uint32_t QuantizedLut::limit_for(float worst) const {
   return static_cast<uint32_t>(std::ceil(x)) + 1;
 }
 
+ANISOSCAN_MULTIVERSION
 QuantizedLut quantize_lut(const float* lut, size_t m) {
   FastScanLayout layout{m};
   QuantizedLut q;
@@ -45,18 +55,25 @@ QuantizedLut quantize_lut(const float* lut, size_t m) {
   double offset = 0.0;
   for (size_t s = 0; s < m; ++s) {
     const float* row = lut + s * kCodewords;
-    mins[s] = *std::min_element(row, row + kCodewords);
-    range = std::max(range, *std::max_element(row, row + kCodewords) - mins[s]);
-    offset += mins[s];
+    float lo = row[0], hi = row[0];
+    for (size_t k = 1; k < kCodewords; ++k) {
+      lo = std::min(lo, row[k]);
+      hi = std::max(hi, row[k]);
+    }
+    mins[s] = lo;
+    range = std::max(range, hi - lo);
+    offset += lo;
   }
   const uint32_t cap = QuantizedLut::entry_cap(layout.padded_subspaces());
   q.scale = range > 0.f ? static_cast<float>(cap) / range : 1.f;
   q.offset = static_cast<float>(offset);
-  for (size_t s = 0; s < m; ++s)
-    for (size_t k = 0; k < kCodewords; ++k) {
-      float v = std::nearbyint((lut[s * kCodewords + k] - mins[s]) * q.scale);
-      q.table[s * kCodewords + k] = static_cast<uint8_t>(std::clamp(v, 0.f, static_cast<float>(cap)));
-    }
+  const float top = static_cast<float>(cap);
+  for (size_t s = 0; s < m; ++s) {
+    const float* row = lut + s * kCodewords;
+    uint8_t* out = q.table.data() + s * kCodewords;
+    for (size_t k = 0; k < kCodewords; ++k)  // values are >= 0: +0.5 and truncation round
+      out[k] = static_cast<uint8_t>(std::min((row[k] - mins[s]) * q.scale + 0.5f, top));
+  }
   return q;
 }
 
