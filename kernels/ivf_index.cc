@@ -108,28 +108,36 @@ class QueryTables {
   AlignedVector<uint8_t> prepared_;
 };
 
-// Feeds a top-k heap from a partition scan, skipping vectors the filter rejects.
+// Feeds the candidate reservoir from a partition scan, skipping vectors the filter rejects.
+// The limit handed back to the kernel tightens only when the reservoir's threshold does.
 template <typename Passes>
 class TopKSink final : public ScanSink {
  public:
-  TopKSink(TopK<uint64_t>& heap, const QuantizedLut& lut, float bias, size_t partition, const Passes* passes)
-      : heap_(heap), lut_(lut), bias_(bias), partition_(partition), passes_(passes) {
-    limit_ = lut_.limit_for(heap_.worst() - bias_);
+  TopKSink(ReservoirTopK<uint64_t>& top, const QuantizedLut& lut, float bias, size_t partition, const Passes* passes)
+      : top_(top), lut_(lut), bias_(bias), partition_(partition), passes_(passes) {
+    update_limit();
   }
   uint32_t limit() const { return limit_; }
 
   uint32_t push(size_t index, uint16_t score) override {
     if (passes_ && !passes_->test(partition_, index)) return limit_;
-    heap_.push(bias_ + lut_.distance(score), location_label(partition_, index));
-    return limit_ = lut_.limit_for(heap_.worst() - bias_);
+    top_.push(bias_ + lut_.distance(score), location_label(partition_, index));
+    if (top_.worst() != worst_) update_limit();
+    return limit_;
   }
 
  private:
-  TopK<uint64_t>& heap_;
+  void update_limit() {
+    worst_ = top_.worst();
+    limit_ = lut_.limit_for(worst_ - bias_);
+  }
+
+  ReservoirTopK<uint64_t>& top_;
   const QuantizedLut& lut_;
   float bias_;
   size_t partition_;
   const Passes* passes_;
+  float worst_;
   uint32_t limit_;
 };
 
@@ -379,7 +387,7 @@ void IvfIndex::search_one(const float* q, const SearchParams& sp, const Passes* 
                           const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
   const size_t d = params_.dim, m = pq_.num_subspaces();
   const bool rerank = params_.with_raw_data;
-  TopK<uint64_t> heap(rerank ? std::max(sp.k, sp.reorder_k) : sp.k);
+  ReservoirTopK<uint64_t> heap(rerank ? std::max(sp.k, sp.reorder_k) : sp.k);
   QueryTables tables(pq_, kernel, q, params_.metric == Metric::kL2);
 
   auto scan = [&](size_t p, float center_distance) {

@@ -60,3 +60,49 @@ class TopK {
 };
 
 }  // namespace anisoscan
+
+namespace anisoscan {
+
+// Top-k by a reservoir: candidates are appended while they beat the threshold, and only
+// when 2k have gathered are they cut back to the best k (nth_element), which also tightens
+// the threshold. Pushing costs a compare and an append instead of a heap update; the result
+// equals TopK's for the same pushes.
+template <typename Label>
+class ReservoirTopK {
+ public:
+  using Entry = typename TopK<Label>::Entry;
+
+  explicit ReservoirTopK(size_t k) : k_(k) { items_.reserve(2 * k + 1); }
+
+  size_t size() const { return std::min(items_.size(), k_); }
+  // Distance a candidate must beat (or tie with a smaller label) to be kept.
+  float worst() const { return threshold_.distance; }
+
+  void push(float distance, Label label) {
+    Entry e{distance, label};
+    if (k_ == 0 || !(e < threshold_)) return;
+    items_.push_back(e);
+    if (items_.size() >= 2 * k_) shrink();
+  }
+
+  std::vector<Entry> take_sorted() {
+    if (items_.size() > k_) shrink();
+    std::sort(items_.begin(), items_.end());
+    std::vector<Entry> out;
+    out.swap(items_);
+    return out;
+  }
+
+ private:
+  void shrink() {
+    std::nth_element(items_.begin(), items_.begin() + (k_ - 1), items_.end());
+    threshold_ = items_[k_ - 1];
+    items_.resize(k_);
+  }
+
+  size_t k_;
+  std::vector<Entry> items_;
+  Entry threshold_{std::numeric_limits<float>::infinity(), std::numeric_limits<Label>::max()};
+};
+
+}  // namespace anisoscan
