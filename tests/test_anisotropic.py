@@ -138,3 +138,12 @@ def test_anisotropic_index_ranks_inner_products_better_without_raw_data():
 
     # d=32: T=0.4 gives eta ~ 5.9 (T=0.2 would give ~1.3, barely anisotropic at this d).
     assert recall(0.4) > recall(0.0) + 0.05
+
+
+def test_l2_default_threshold_is_relative_to_the_data_scale():
+    x = make_clustered(2000, 16, metric="L2", seed=3).base * 40.0
+    index = Index(16, "L2", nlist=8)
+    assert index.params.anisotropic_threshold is None  # resolved by build
+    index.build(x)
+    assert index.params.anisotropic_threshold == pytest.approx(0.1 * np.linalg.norm(x, axis=1).mean(), rel=1e-4)
+    assert Index(16, "L2", nlist=8, anisotropic_threshold=0).build(x).params.anisotropic_threshold == 0.0

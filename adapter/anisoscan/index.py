@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _core
 from . import _validation as v
-from .params import IndexParams, SearchParams
+from .params import L2_RELATIVE_THRESHOLD, IndexParams, SearchParams
 
 
 class Index:
@@ -27,6 +27,7 @@ class Index:
     @staticmethod
     def _make_core(p: IndexParams) -> _core.IvfIndex:
         fields = dataclasses.asdict(p)
+        fields["anisotropic_threshold"] = fields["anisotropic_threshold"] or 0.0  # L2: resolved by build()
         return _core.IvfIndex(**fields)
 
     @classmethod
@@ -81,6 +82,10 @@ class Index:
                 f"nlist: {self._params.nlist} partitions need at least {self._params.nlist} vectors, "
                 f"got {x.shape[0]}; lower nlist or build with more vectors"
             )
+        if self._params.anisotropic_threshold is None:  # L2: relative to the data's scale
+            sample = x[:: max(1, len(x) // 100_000)]
+            threshold = L2_RELATIVE_THRESHOLD * float(np.linalg.norm(sample, axis=1).mean())
+            self._params = dataclasses.replace(self._params, anisotropic_threshold=threshold)
         fresh = self._make_core(self._params)
         fresh.train(x)
         fresh.add(x, ids_arr)

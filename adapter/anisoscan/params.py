@@ -11,9 +11,13 @@ from . import _validation as v
 METRICS = ("IP", "L2", "COSINE")
 INDEX_TYPES = ("SCANN",)
 
-# The anisotropic loss is derived for inner products. On L2 data its threshold is an
-# absolute score, so the default is only meaningful for IP/COSINE (unit-scale data).
-DEFAULT_ANISOTROPIC_THRESHOLD = {"IP": 0.2, "COSINE": 0.2, "L2": 0.0}
+# The anisotropic loss is derived for inner products, where 0.2 suits unit-scale data.
+# Its threshold is an absolute score, so for L2 (any scale) the default is relative to the
+# data: 0.1 x the mean norm, resolved when the index is built. Measured on bigann-10k
+# (SIFT, norms ~509): codes-only recall@10 at nprobe 74 of 230 went 0.778 (plain PQ) ->
+# 0.790 (0.1 x norm) -> 0.789 (0.2 x) -> 0.781 (0.5 x).
+DEFAULT_ANISOTROPIC_THRESHOLD = {"IP": 0.2, "COSINE": 0.2}
+L2_RELATIVE_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class IndexParams:
     nlist: int = 128
     sub_dim: int = 2
     with_raw_data: bool = True
-    anisotropic_threshold: float | None = None  # None: the metric's default above
+    anisotropic_threshold: float | None = None  # None: the metric's default (see above)
     anisotropic_codebooks: bool = True  # solve the codebook update under the loss too
     exact_eta: bool = True  # finite-d eta (measured better than the large-d limit on GloVe-50)
     pq_iterations: int = 8
@@ -45,8 +49,9 @@ class IndexParams:
         set_(self, "sub_dim", v.positive_int("sub_dim", self.sub_dim, 1, min(16, self.dim)))
         set_(self, "with_raw_data", v.boolean("with_raw_data", self.with_raw_data))
         t = self.anisotropic_threshold
-        t = DEFAULT_ANISOTROPIC_THRESHOLD[metric] if t is None else v.real_number("anisotropic_threshold", t, 0.0)
-        set_(self, "anisotropic_threshold", t)
+        if t is not None:
+            t = v.real_number("anisotropic_threshold", t, 0.0)
+        set_(self, "anisotropic_threshold", DEFAULT_ANISOTROPIC_THRESHOLD.get(metric) if t is None else t)
         set_(self, "anisotropic_codebooks", v.boolean("anisotropic_codebooks", self.anisotropic_codebooks))
         set_(self, "exact_eta", v.boolean("exact_eta", self.exact_eta))
         set_(self, "pq_iterations", v.positive_int("pq_iterations", self.pq_iterations, 0, 100))
