@@ -23,6 +23,7 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,10 @@ class Workload:
 class Point:
     params: Params
     recall: float  # recall@k of the one-query-per-call results
-    qps: float  # one thread, one query per call: queries / CPU seconds of the process
-    qps_wall: float  # the same by wall clock (lower when other jobs share the cores)
+    qps: float  # one thread, one query per call: nq / sum over queries of each one's fastest call
+    qps_pass: float  # one thread: nq / the fastest whole pass over the queries (Python loop included)
     recall_batched: float
-    qps_batched: float  # all queries in one call on all threads, by wall clock
-    qps_batched_cpu: float  # queries / CPU seconds (all threads) in that call: throughput per core
+    qps_batched: float  # all queries in one call on all threads: nq / the fastest call
 
 
 @dataclass
@@ -116,7 +116,7 @@ def prepare(ds: Dataset, source: str, k: int, quick: bool = False, seed: int = 0
 
 
 def parse_generate(spec: str) -> tuple[int, int]:
-    """"N,DIM" -> (N, DIM)."""
+    """Parses "N,DIM" into (N, DIM)."""
     try:
         n, dim = (int(x) for x in spec.split(","))
     except ValueError:
@@ -126,15 +126,14 @@ def parse_generate(spec: str) -> tuple[int, int]:
     return n, dim
 
 
-def workloads(args: argparse.Namespace) -> list[Workload]:
-    out = []
+def workloads(args: argparse.Namespace) -> Iterator[Workload]:
+    """The datasets of the command line, one at a time (only one is held in memory)."""
     for path in args.dataset or []:
-        out.append(prepare(load_folder(path), str(path), args.k, args.quick))
+        yield prepare(load_folder(path), str(path), args.k, args.quick)
     for n, dim in args.generate or []:
         nq = QUICK_QUERIES if args.quick else FULL_GENERATED_QUERIES
         ds = make_clustered(n, dim, n_queries=nq, metric=args.metric)
-        out.append(prepare(ds, f"make_clustered({n}, {dim}, metric={args.metric!r})", args.k, args.quick))
-    return out
+        yield prepare(ds, f"make_clustered({n}, {dim}, metric={args.metric!r})", args.k, args.quick)
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -153,13 +152,13 @@ def _ids(rows: Any, nq: int, k: int) -> np.ndarray:
 class TimingPlan:
     """How often each sweep point is timed; the best rates are kept."""
 
-    rounds: int = 1  # passes over the whole sweep of an index
+    rounds: int = 1  # passes over the sweeps of all indexes
     repeats: int = 1  # passes over the queries per point and round, at least
     min_seconds: float = 0.0  # more passes (at most MAX_PASSES) until they add up to this
 
     @classmethod
     def default(cls, quick: bool) -> TimingPlan:
-        return cls(1, 1, 0.1) if quick else cls(2, 1, 0.15)
+        return cls(2, 1, 0.05) if quick else cls(4, 1, 0.05)
 
 
 @dataclass
@@ -182,23 +181,48 @@ def best_time(fn: Any, repeats: int, min_seconds: float) -> tuple[Timing, Any]:
     return best, result
 
 
-def measure(peer: Peer, w: Workload, k: int, params: Params, threads: int, repeats: int = 1,
-            min_seconds: float = 0.0) -> Point:
+@dataclass
+class Samples:
+    """The fastest times seen so far at one sweep point, over all passes and rounds."""
+
+    latency_s: np.ndarray  # [nq] each query's fastest one-query call
+    pass_s: float = math.inf  # fastest whole pass, one query per call
+    batched_s: float = math.inf  # fastest batched call
+
+
+def measure(peer: Peer, w: Workload, k: int, params: Params, threads: int, plan: TimingPlan,
+            samples: Samples | None = None) -> tuple[Point, Samples]:
     """Recall and QPS at one sweep point: one query per call on this thread, then batched.
 
-    One-thread QPS is computed from CPU time: on an idle machine it equals wall-clock QPS, and
-    on a shared one it does not count the time slices other jobs took from this thread.
+    One-thread QPS counts each query at its fastest call over all passes (and earlier rounds,
+    through `samples`): on a shared or virtualized machine, single calls are slowed 2-10x at
+    random by other work, and the per-query minimum is the stable estimate of what a call costs.
     """
     nq = w.queries.shape[0]
+    s = samples or Samples(np.full(nq, math.inf))
+    clock = time.perf_counter
 
-    def one_by_one() -> list[np.ndarray]:
-        return [peer.search_one(q, k, params) for q in w.queries]
+    def one_pass() -> tuple[float, np.ndarray, list[np.ndarray]]:
+        latency, rows = np.empty(nq), []
+        start = clock()
+        for i, q in enumerate(w.queries):
+            t0 = clock()
+            rows.append(peer.search_one(q, k, params))
+            latency[i] = clock() - t0
+        return clock() - start, latency, rows
 
-    single, rows = best_time(one_by_one, repeats, min_seconds)
-    batched, found = best_time(lambda: peer.search(w.queries, k, params, threads), repeats, min_seconds)
-    return Point(dict(params), recall_at_k(_ids(rows, nq, k), w.truth, k), nq / max(single.cpu_s, 1e-9),
-                 nq / single.wall_s, recall_at_k(_ids(found, nq, k), w.truth, k), nq / batched.wall_s,
-                 nq / max(batched.cpu_s, 1e-9))
+    spent, passes = 0.0, 0
+    while passes < plan.repeats or (spent < plan.min_seconds and passes < MAX_PASSES):
+        took, latency, rows = one_pass()
+        np.minimum(s.latency_s, latency, out=s.latency_s)
+        s.pass_s = min(s.pass_s, took)
+        spent, passes = spent + took, passes + 1
+    batched, found = best_time(lambda: peer.search(w.queries, k, params, threads), plan.repeats,
+                               plan.min_seconds)
+    s.batched_s = min(s.batched_s, batched.wall_s)
+    point = Point(dict(params), recall_at_k(_ids(rows, nq, k), w.truth, k), nq / float(s.latency_s.sum()),
+                  nq / s.pass_s, recall_at_k(_ids(found, nq, k), w.truth, k), nq / s.batched_s)
+    return point, s
 
 
 def saturated(points: list[Point], params: Params) -> bool:
@@ -208,51 +232,42 @@ def saturated(points: list[Point], params: Params) -> bool:
                for p in points)
 
 
-def faster(a: Point, b: Point) -> Point:
-    """Two measurements of one point: the best of each rate (recall does not depend on timing)."""
-    return dataclasses.replace(a, qps=max(a.qps, b.qps), qps_wall=max(a.qps_wall, b.qps_wall),
-                               qps_batched=max(a.qps_batched, b.qps_batched),
-                               qps_batched_cpu=max(a.qps_batched_cpu, b.qps_batched_cpu))
+@dataclass
+class _Run:
+    """One built index and what its sweep has measured so far."""
+
+    peer: Peer
+    result: IndexResult
+    sweep: list[Params]
+    points: dict[int, Point] = field(default_factory=dict)
+    samples: dict[int, Samples] = field(default_factory=dict)
 
 
-def run_peer(peer: Peer, w: Workload, k: int, threads: int, timing: TimingPlan, progress: bool,
-             bar: Any = None) -> IndexResult:
-    """Builds one index, then measures its sweep `timing.rounds` times over, keeping the best rates:
-    a point is timed in separate moments, so a burst of other work on the machine spoils only one."""
-    from tqdm import tqdm
-
-    if bar is not None:
-        bar.set_postfix_str(f"{peer.name}: building")
+def build(peer: Peer, w: Workload, threads: int) -> IndexResult:
     built, _ = best_time(lambda: peer.build(w.base, w.metric, threads), 1, 0.0)
     memory = peer.memory_bytes()
-    result = IndexResult(peer.name, peer.description, type(peer).version(), peer.codes_only,
-                         built.wall_s, built.cpu_s, memory)
     log.info("%s: built in %.1f s (%.1f CPU s), %s", peer.name, built.wall_s, built.cpu_s,
              "memory unknown" if memory is None else f"{memory / 2**20:.1f} MiB")
-    if bar is not None:
-        bar.set_postfix_str(f"{peer.name}: sweeping")
-    sweep = peer.sweep(k)
-    points: dict[int, Point] = {}
-    steps = tqdm(total=len(sweep) * timing.rounds, desc=peer.name, unit="point", leave=False, file=sys.stderr,
-                 disable=not progress)
-    for round_ in range(timing.rounds):
-        for i, params in enumerate(sweep):
-            steps.update()
-            if (round_ == 0 and saturated(list(points.values()), params)) or (round_ > 0 and i not in points):
-                continue
-            point = measure(peer, w, k, params, threads, timing.repeats, timing.min_seconds)
-            points[i] = faster(points[i], point) if i in points else point
-    steps.close()
-    result.points = [points[i] for i in sorted(points)]
-    best = max(result.points, key=lambda p: p.recall)
-    log.info("%s: %d points, best recall@%d %.4f at %s (%.0f QPS one thread)",
-             peer.name, len(result.points), k, best.recall, best.params, best.qps)
-    return result
+    return IndexResult(peer.name, peer.description, type(peer).version(), peer.codes_only,
+                       built.wall_s, built.cpu_s, memory)
+
+
+def sweep_once(run: _Run, w: Workload, k: int, threads: int, timing: TimingPlan, first: bool,
+               step: Any) -> None:
+    """One round over an index's sweep; the first round also decides which points to skip."""
+    for i, params in enumerate(run.sweep):
+        step()
+        if (first and saturated(list(run.points.values()), params)) or (not first and i not in run.points):
+            continue
+        run.points[i], run.samples[i] = measure(run.peer, w, k, params, threads, timing, run.samples.get(i))
 
 
 def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: int = 0,
             timing: TimingPlan | None = None, progress: bool = True) -> dict[str, Any]:
-    """Runs every available peer over one workload; returns the report that write_report saves."""
+    """Builds every available peer, then measures all their sweeps `timing.rounds` times over,
+    keeping the fastest times: rounds interleave the indexes, so each point is timed at moments
+    minutes apart and a burst of other work on the machine spoils only some of its samples.
+    All indexes are held in memory together. Returns the report that write_report saves."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -260,18 +275,37 @@ def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: i
     started = time.time()
     kinds, skipped = peers_mod.available(names)
     machine = machine_info(kinds)
-    results: list[IndexResult] = []
+    runs: list[_Run] = []
     with logging_redirect_tqdm():
-        bar = tqdm(kinds, desc=w.name, unit="index", file=sys.stderr, disable=not progress)
-        for kind in bar:
+        for kind in tqdm(kinds, desc=f"{w.name}: build", unit="index", file=sys.stderr,
+                         disable=not progress):
             peer = kind(setup)
             try:
-                results.append(run_peer(peer, w, k, threads, timing, progress, bar))
+                runs.append(_Run(peer, build(peer, w, threads), peer.sweep(k)))
             except Exception as e:  # noqa: BLE001 - one broken peer must not sink the run
-                log.exception("%s failed; skipping it", kind.name)
-                skipped[kind.name] = f"failed: {type(e).__name__}: {e}"
-            del peer  # free this index before building the next one
-            gc.collect()
+                log.exception("%s failed to build; skipping it", kind.name)
+                skipped[kind.name] = f"build failed: {type(e).__name__}: {e}"
+        bar = tqdm(total=sum(len(r.sweep) for r in runs) * timing.rounds, desc=f"{w.name}: search",
+                   unit="point", file=sys.stderr, disable=not progress)
+        for round_ in range(timing.rounds):
+            for run in list(runs):
+                bar.set_postfix_str(f"round {round_ + 1}/{timing.rounds}, {run.peer.name}")
+                try:
+                    sweep_once(run, w, k, threads, timing, round_ == 0, bar.update)
+                except Exception as e:  # noqa: BLE001
+                    log.exception("%s failed to search; skipping it", run.peer.name)
+                    skipped[run.peer.name] = f"search failed: {type(e).__name__}: {e}"
+                    runs.remove(run)
+        bar.close()
+    results = []
+    for run in runs:
+        run.result.points = [run.points[i] for i in sorted(run.points)]
+        best = max(run.result.points, key=lambda p: p.recall)
+        log.info("%s: %d points, best recall@%d %.4f at %s (%.0f QPS one thread)",
+                 run.peer.name, len(run.result.points), k, best.recall, best.params, best.qps)
+        results.append(run.result)
+    del runs
+    gc.collect()
     machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return {
         "dataset": {"name": w.name, "source": w.source, "n": int(w.base.shape[0]), "n_full": w.n_full,
@@ -412,11 +446,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, anisoscan SIMD {m['anisoscan_simd_level']}; "
         f"load average at start / end {_fmt_load(m.get('load_average_at_start'))} / "
         f"{_fmt_load(m.get('load_average_at_end'))}.",
-        "1-thread QPS: one query per call from a Python loop (per-call overhead included), queries per "
-        "CPU second of the process (= wall clock on an idle machine; the JSON also has wall-clock QPS); "
-        f"batched: all queries in one call on {s['threads']} threads, wall clock. Each point: the best of "
-        f"{t['rounds']} round(s) over the sweep, each at least {t['repeats']} pass(es) over the queries and "
-        f"{t['min_seconds']} s.",
+        "1-thread QPS: one query per call from Python (per-call overhead included), each query "
+        "counted at its fastest call over all passes (the JSON also has qps_pass, the fastest whole pass); "
+        f"batched: all queries in one call on {s['threads']} threads, fastest call. Passes per point: "
+        f"{t['rounds']} round(s) over all sweeps, each at least {t['repeats']} pass(es) and {t['min_seconds']} s "
+        f"(at most {MAX_PASSES} passes).",
         "",
         summary_table(report),
     ]
@@ -499,7 +533,8 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # "Loading faiss with AVX512 ..."
-    names = [n.strip() for n in args.peers.split(",") if n.strip()] if args.peers else list(PEERS)
+    names = ([n.strip() for n in args.peers.split(",") if n.strip()] if args.peers
+             else [n for n in PEERS if n not in peers_mod.ABLATIONS])
     if not args.dataset and not args.generate:
         raise SystemExit("compare: give --dataset PATH and/or --generate N,DIM")
     timing = TimingPlan.default(args.quick)
@@ -523,7 +558,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clustered synthetic data with N vectors of DIM dimensions (repeatable)")
     p.add_argument("--metric", choices=["IP", "L2", "COSINE"], default="IP", help="metric of --generate data")
     p.add_argument("--peers", default=None,
-                   help=f"comma-separated indexes to run (default all): {','.join(PEERS)}")
+                   help=f"comma-separated indexes to run: {','.join(PEERS)} "
+                   f"(default all but the ablations {','.join(peers_mod.ABLATIONS)})")
     p.add_argument("--quick", action="store_true",
                    help=f"subsample to {QUICK_BASE:,} vectors and {QUICK_QUERIES} queries, short sweeps")
     p.add_argument("--out", default="bench/results", help="output folder (default bench/results)")
@@ -532,9 +568,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="partitions for every IVF peer (default ~3.2 sqrt(n), two significant digits)")
     p.add_argument("--threads", type=int, default=0, help="threads for builds and batched search (0: all)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="times each index's sweep is run, best rates kept (default 2; 1 with --quick)")
+                   help="times each index's sweep is run, fastest times kept (default 4; 2 with --quick)")
     p.add_argument("--repeats", type=int, default=None, help="passes over the queries per point and round")
     p.add_argument("--min-seconds", type=float, default=None,
-                   help=f"more passes (at most {MAX_PASSES}) until they add up to this (default 0.15; 0.1 quick)")
+                   help=f"more passes (at most {MAX_PASSES}) per point and round until they add up to this "
+                   "(default 0.05)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)

@@ -122,6 +122,7 @@ class Anisoscan(Peer):
     package = "anisoscan"
     description = "anisoscan IVF + anisotropic 4-bit PQ (FastScan), exact reorder from raw vectors"
     with_raw_data = True
+    build_options: ClassVar[dict[str, Any]] = {}  # extra Index parameters (the ablations below)
 
     def build(self, base: np.ndarray, metric: str, threads: int) -> None:
         import anisoscan
@@ -130,7 +131,7 @@ class Anisoscan(Peer):
         self.index = anisoscan.Index(
             self.dim, metric, nlist=self.setup.nlist, with_raw_data=self.with_raw_data,
             sub_dim=self.setup.sub_dim, training_sample_size=self.setup.training_sample_size,
-            threads=threads)
+            threads=threads, **self.build_options)
         self.index.build(base)
 
     def sweep(self, k: int) -> list[Params]:
@@ -154,6 +155,25 @@ class AnisoscanNoRaw(Anisoscan):
     def sweep(self, k: int) -> list[Params]:
         return [{"nprobe": p} for p in self.setup.nprobes()]
 
+
+class AnisoscanPlainPQ(AnisoscanNoRaw):
+    """Ablation: the anisotropic loss switched off."""
+
+    name = "anisoscan-plain"
+    description = "anisoscan codes only, plain PQ (anisotropic_threshold=0)"
+    build_options: ClassVar[dict[str, Any]] = {"anisotropic_threshold": 0.0}
+
+
+class AnisoscanAssignOnly(AnisoscanNoRaw):
+    """Ablation: anisotropic code assignment, k-means codebooks (what Google's ScaNN does)."""
+
+    name = "anisoscan-assign"
+    description = "anisoscan codes only, anisotropic assignment with plain k-means codebooks"
+    build_options: ClassVar[dict[str, Any]] = {"anisotropic_codebooks": False}
+
+
+# Ablations run only when named with --peers.
+ABLATIONS = ("anisoscan-plain", "anisoscan-assign")
 
 # --- Google ScaNN ---------------------------------------------------------------------------
 
@@ -370,7 +390,7 @@ class Hnswlib(Peer):
 
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    Anisoscan, AnisoscanNoRaw, Scann, ScannNoReorder,
+    Anisoscan, AnisoscanNoRaw, AnisoscanPlainPQ, AnisoscanAssignOnly, Scann, ScannNoReorder,
     FaissIvfPqFastScan, FaissIvfPqFastScanRefine, FaissIvfFlat, Hnswlib)}
 
 
