@@ -10,6 +10,9 @@ import numpy as np
 
 def as_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
     """Returns x as a C-contiguous float32 [n, dim] array, or raises TypeError/ValueError."""
+    if (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
+            and (dim is None or x.shape[1] == dim) and (x.shape[0] or allow_empty) and np.isfinite(x).all()):
+        return x  # already what the core takes: no copy
     if isinstance(x, np.ndarray):
         arr = x
     else:
@@ -69,6 +72,8 @@ def id_set(name: str, ids: Any) -> np.ndarray:
 
 def positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
     """An integer in [low, high]; numeric strings are accepted as Milvus/Knowhere does."""
+    if type(value) is int and low <= value and (high is None or value <= high):  # the common case, fast
+        return value
     if isinstance(value, str):
         try:
             value = int(value.strip())

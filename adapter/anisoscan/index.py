@@ -13,6 +13,9 @@ from . import _validation as v
 from .params import L2_RELATIVE_THRESHOLD, IndexParams, SearchParams
 
 
+_NO_IDS = np.empty(0, np.int64)
+
+
 class Index:
     """A SCANN-style index over float vectors.
 
@@ -178,7 +181,7 @@ class Index:
     @staticmethod
     def _filter(allowed_ids: Any, excluded_ids: Any) -> tuple[np.ndarray | None, np.ndarray]:
         allowed = None if allowed_ids is None else v.id_set("allowed_ids", allowed_ids)
-        excluded = v.id_set("excluded_ids", [] if excluded_ids is None else excluded_ids)
+        excluded = _NO_IDS if excluded_ids is None else v.id_set("excluded_ids", excluded_ids)
         return allowed, excluded
 
     def _require_built(self, what: str) -> None:

@@ -61,7 +61,7 @@ def table(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(message)s")
-    report = measure(args.dim, args.sub_dim, seconds=args.seconds)
+    report = measure(args.dim, args.sub_dim, in_memory_bytes=args.memory_mb << 20, seconds=args.seconds)
     print(json.dumps(report, indent=2) if args.json else table(report))
     return 0
 
@@ -70,5 +70,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--sub-dim", type=int, default=2)
     p.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
+    p.add_argument("--memory-mb", type=int, default=512, help="codes scanned 'from memory' (well past the caches)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
