@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from anisoscan.bench.__main__ import main as bench_main
 from anisoscan.cli import main as cli_main
 

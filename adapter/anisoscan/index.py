@@ -12,7 +12,6 @@ from . import _core
 from . import _validation as v
 from .params import L2_RELATIVE_THRESHOLD, IndexParams, SearchParams
 
-
 _NO_IDS = np.empty(0, np.int64)
 
 
