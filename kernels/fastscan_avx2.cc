@@ -35,19 +35,7 @@ void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t
       acc = _mm256_add_epi16(acc, _mm256_add_epi16(r0, r1));
       acc_odd = _mm256_add_epi16(acc_odd, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
     }
-    __m256i even = _mm256_sub_epi16(acc, _mm256_slli_epi16(acc_odd, 8));
-    uint32_t mask = valid_mask(n - b * 32);
-    if (limit <= 65535) {
-      __m256i thr = _mm256_set1_epi16(static_cast<short>(limit - 1));
-      uint32_t le_even = _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(even, thr), thr));
-      uint32_t le_odd = _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(acc_odd, thr), thr));
-      mask &= (le_even & 0x55555555u) | (le_odd & 0xAAAAAAAAu);
-    }
-    if (mask == 0) continue;
-    alignas(32) uint16_t scores[2][16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(scores[0]), even);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(scores[1]), acc_odd);
-    limit = drain_candidates(mask, scores, b * 32, limit, sink);
+    limit = finish_block(acc, acc_odd, n, b, limit, sink);
   }
 }
 

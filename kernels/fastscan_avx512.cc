@@ -61,19 +61,7 @@ void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t
       acc256 = _mm256_add_epi16(acc256, _mm256_add_epi16(r0, r1));
       odd256 = _mm256_add_epi16(odd256, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
     }
-    __m256i even = _mm256_sub_epi16(acc256, _mm256_slli_epi16(odd256, 8));
-    uint32_t mask = valid_mask(n - b * 32);
-    if (limit <= 65535) {
-      __m256i thr = _mm256_set1_epi16(static_cast<short>(limit - 1));
-      uint32_t le_even = _mm256_cmple_epu16_mask(even, thr);
-      uint32_t le_odd = _mm256_cmple_epu16_mask(odd256, thr);
-      mask &= _pdep_u32(le_even, 0x55555555u) | _pdep_u32(le_odd, 0xAAAAAAAAu);
-    }
-    if (mask == 0) continue;
-    alignas(32) uint16_t scores[2][16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(scores[0]), even);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(scores[1]), odd256);
-    limit = drain_candidates(mask, scores, b * 32, limit, sink);
+    limit = finish_block(acc256, odd256, n, b, limit, sink);
   }
 }
 

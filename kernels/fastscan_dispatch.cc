@@ -25,9 +25,7 @@ SimdLevel parse_simd_level(const std::string& name) {
 SimdLevel detect_simd_level() {
 #if defined(ANISOSCAN_X86_KERNELS)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("bmi2"))
-    return SimdLevel::kAvx512;
+  if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) return SimdLevel::kAvx512;
   if (__builtin_cpu_supports("avx2")) return SimdLevel::kAvx2;
 #endif
   return SimdLevel::kScalar;

@@ -1,6 +1,8 @@
 // Pieces shared by the SIMD kernels: table broadcasting and the candidate drain loop.
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -33,6 +35,26 @@ inline uint32_t drain_candidates(uint32_t mask, const uint16_t (*scores)[16], si
     if (score < limit) limit = sink.push(first + v, score);
   }
   return limit;
+}
+
+// The end of a block for both SIMD kernels: vector 2j's score is acc[j] - 256 acc_odd[j]
+// (mod 2^16), vector 2j+1's is acc_odd[j]; test them against the limit, drain the passes.
+// `static`: each kernel's translation unit keeps its own copy, compiled for its ISA.
+static inline uint32_t finish_block(__m256i acc, __m256i acc_odd, size_t n, size_t b, uint32_t limit,
+                                    ScanSink& sink) {
+  const __m256i even = _mm256_sub_epi16(acc, _mm256_slli_epi16(acc_odd, 8));
+  uint32_t mask = valid_mask(n - b * 32);
+  if (limit <= 65535) {
+    const __m256i thr = _mm256_set1_epi16(static_cast<short>(limit - 1));
+    const uint32_t le_even = _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(even, thr), thr));
+    const uint32_t le_odd = _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(acc_odd, thr), thr));
+    mask &= (le_even & 0x55555555u) | (le_odd & 0xAAAAAAAAu);
+  }
+  if (mask == 0) return limit;
+  alignas(32) uint16_t scores[2][16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(scores[0]), even);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(scores[1]), acc_odd);
+  return drain_candidates(mask, scores, b * 32, limit, sink);
 }
 
 }  // namespace anisoscan
