@@ -11,7 +11,7 @@ from . import demo
 
 
 def bench(args: argparse.Namespace) -> int:
-    """`anisoscan bench ...` is `python -m anisoscan.bench ...` (kernel, compare)."""
+    """`anisoscan bench ...` is `python -m anisoscan.bench ...` (compare, kernel, milvus, scaling, grpc)."""
     from .bench.__main__ import main as bench_main
 
     return bench_main(args.bench_args)
@@ -24,6 +24,7 @@ def serve(args: argparse.Namespace) -> int:
     token = args.token
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
+
     def path(value: str | None) -> Path | None:
         return Path(value) if value else None
 
