@@ -50,9 +50,6 @@ class ScannType(IndexType):
 
     def build(self, dim, metric, params, vectors, ids, progress):
         index = Index.from_milvus_params(dim, {"index_type": "SCANN", "metric_type": metric, "params": params})
-        if len(vectors) < index.params.nlist:
-            raise ValueError(f"nlist: {index.params.nlist} partitions need at least {index.params.nlist} vectors, "
-                             f"got {len(vectors)}")
         index.build(vectors, ids)
         progress(0.9)
         return index

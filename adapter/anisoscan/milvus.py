@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _validation as v
 from .client import Client
+from .index import Index
 from .params import IndexParams
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def attach(mc: Any, collection_name: str, anns_field: str = "vector", index_para
         raise ValueError("primary keys: two keys hash to the same id or a key repeats; cannot attach")
     vectors = np.concatenate(vector_parts)
     if node is None:
-        backend: Backend = LocalBackend(_build_local(params, vectors, ids))
+        backend: Backend = LocalBackend(Index.from_params(params).build(vectors, ids))
     else:
         name = index_name or f"{collection_name}__{anns_field}"
         if name in node.list_indexes():
@@ -301,11 +302,3 @@ def attach(mc: Any, collection_name: str, anns_field: str = "vector", index_para
     log.info("attached %s.%s: %d rows", collection_name, anns_field, len(ids))
     return AttachedIndex(mc, info, params, backend, keys, digests, batch_size, progress)
 
-
-def _build_local(params: IndexParams, vectors: np.ndarray, ids: np.ndarray) -> Any:
-    from .index import Index
-
-    if len(vectors) < params.nlist:
-        raise ValueError(f"nlist: {params.nlist} partitions need at least {params.nlist} rows; the collection has "
-                         f"{len(vectors)}. Lower nlist.")
-    return Index.from_params(params).build(vectors, ids)
