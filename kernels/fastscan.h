@@ -10,6 +10,7 @@
 
 #include "aligned_vector.h"
 #include "fastscan_layout.h"
+#include "fastscan_lut.h"
 
 namespace anisoscan {
 
@@ -36,13 +37,30 @@ class ScanSink {
   virtual uint32_t push(size_t index, uint16_t score) = 0;
 };
 
+// Outputs go to caller storage, so that a search allocates nothing per partition once its
+// first table is built.
 struct FastScanKernel {
+  // Queries a SIMD kernel scans per pass over the codes (their accumulators stay in registers).
+  static constexpr size_t kQueriesPerPass = 4;
+
   SimdLevel level;
-  // Rearranges a quantized table [padded sub-spaces][16] into the kernel's register order.
-  AlignedVector<uint8_t> (*prepare_lut)(const uint8_t* table, size_t num_subspaces);
-  // Scans n vectors of packed codes (FastScanLayout) starting at limit `limit`.
-  void (*scan)(const uint8_t* prepared_lut, size_t num_subspaces, const uint8_t* codes, size_t n,
-               uint32_t limit, ScanSink& sink);
+  // quantize_lut (fastscan_lut.h) with this level's instructions: the same bytes, scale, offset.
+  void (*quantize_lut)(const float* lut, size_t num_subspaces, QuantizedLut& out);
+  // Rearranges a quantized table [padded sub-spaces][16] into the kernel's register order;
+  // `out` holds FastScanLayout::prepared_lut_bytes().
+  void (*prepare_lut)(const uint8_t* table, size_t num_subspaces, uint8_t* out);
+  // Scans n vectors of packed codes (FastScanLayout) for nq queries at once: query j has
+  // prepared table luts[j], starts at limits[j] and feeds sinks[j] (distinct sinks). Each
+  // code block is loaded once per kQueriesPerPass queries; each sink sees exactly what a
+  // scan of its query alone would give it.
+  void (*scan)(const uint8_t* const* luts, size_t nq, size_t num_subspaces, const uint8_t* codes, size_t n,
+               uint32_t* limits, ScanSink* const* sinks);
+
+  void scan_one(const uint8_t* lut, size_t num_subspaces, const uint8_t* codes, size_t n, uint32_t limit,
+                ScanSink& sink) const {
+    ScanSink* sinks[] = {&sink};
+    scan(&lut, 1, num_subspaces, codes, n, &limit, sinks);
+  }
 };
 
 const FastScanKernel& fastscan_kernel(SimdLevel level);

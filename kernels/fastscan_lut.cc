@@ -37,6 +37,11 @@ uint32_t QuantizedLut::entry_cap(size_t padded_subspaces) {
   return static_cast<uint32_t>(std::min<size_t>(255, 65535 / std::max<size_t>(padded_subspaces, 1)));
 }
 
+void QuantizedLut::reset(size_t m) {
+  table.assign(FastScanLayout{m}.padded_subspaces() * kCodewords, 0);
+  row_min.resize(m);
+}
+
 uint32_t QuantizedLut::limit_for(float worst) const {
   if (!(worst < std::numeric_limits<float>::infinity())) return 65536;
   double x = (static_cast<double>(worst) - offset) * scale;
@@ -45,36 +50,24 @@ uint32_t QuantizedLut::limit_for(float worst) const {
   return static_cast<uint32_t>(std::ceil(x)) + 1;
 }
 
-ANISOSCAN_MULTIVERSION
-QuantizedLut quantize_lut(const float* lut, size_t m) {
-  FastScanLayout layout{m};
-  QuantizedLut q;
-  q.table.assign(layout.padded_subspaces() * kCodewords, 0);
-  std::vector<float> mins(m);
-  float range = 0.f;
-  double offset = 0.0;
-  for (size_t s = 0; s < m; ++s) {
-    const float* row = lut + s * kCodewords;
-    float lo = row[0], hi = row[0];
+namespace {
+
+struct ScalarRow {
+  static void minmax(const float* row, float& lo, float& hi) {
+    lo = hi = row[0];
     for (size_t k = 1; k < kCodewords; ++k) {
       lo = std::min(lo, row[k]);
       hi = std::max(hi, row[k]);
     }
-    mins[s] = lo;
-    range = std::max(range, hi - lo);
-    offset += lo;
   }
-  const uint32_t cap = QuantizedLut::entry_cap(layout.padded_subspaces());
-  q.scale = range > 0.f ? static_cast<float>(cap) / range : 1.f;
-  q.offset = static_cast<float>(offset);
-  const float top = static_cast<float>(cap);
-  for (size_t s = 0; s < m; ++s) {
-    const float* row = lut + s * kCodewords;
-    uint8_t* out = q.table.data() + s * kCodewords;
+  static void quantize(const float* row, float lo, float scale, float top, uint8_t* out) {
     for (size_t k = 0; k < kCodewords; ++k)  // values are >= 0: +0.5 and truncation round
-      out[k] = static_cast<uint8_t>(std::min((row[k] - mins[s]) * q.scale + 0.5f, top));
+      out[k] = static_cast<uint8_t>(std::min((row[k] - lo) * scale + 0.5f, top));
   }
-  return q;
-}
+};
+
+}  // namespace
+
+void quantize_lut(const float* lut, size_t m, QuantizedLut& out) { quantize_lut_rows<ScalarRow>(lut, m, out); }
 
 }  // namespace anisoscan

@@ -2,10 +2,12 @@
 // with one scale per table and one offset per sub-space.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "anisotropic_pq.h"
+#include "fastscan_layout.h"
 
 namespace anisoscan {
 
@@ -15,12 +17,16 @@ void build_float_lut(const ProductQuantizer& pq, const float* query, bool l2, fl
 
 struct QuantizedLut {
   std::vector<uint8_t> table;  // [padded sub-spaces][16]; padding rows are zero
+  std::vector<float> row_min;  // [sub-spaces]: what each row had subtracted before scaling
   float scale = 1.f;            // quantized units per unit of distance
   float offset = 0.f;           // sum of the per-sub-space minima
 
   // The largest entry is capped so that the sum over all sub-spaces fits in uint16:
   // min(255, 65535 / padded sub-spaces). Accumulators can then never overflow.
   static uint32_t entry_cap(size_t padded_subspaces);
+
+  // Sizes table and row_min for num_subspaces, zeroes the table, keeps the storage.
+  void reset(size_t num_subspaces);
 
   float distance(uint32_t quantized) const { return offset + static_cast<float>(quantized) / scale; }
 
@@ -29,6 +35,35 @@ struct QuantizedLut {
   uint32_t limit_for(float worst) const;
 };
 
-QuantizedLut quantize_lut(const float* lut, size_t num_subspaces);
+// The scalar reference: quantizes a float table [num_subspaces][16] into `out`, reusing its
+// storage. Each SIMD level has its own (FastScanKernel::quantize_lut) giving identical bytes.
+void quantize_lut(const float* lut, size_t num_subspaces, QuantizedLut& out);
+
+// The quantization rule, with the per-row work supplied by one instruction-set level:
+//   Row::minmax(row, lo, hi)   smallest and largest of 16 floats;
+//   Row::quantize(row, lo, scale, top, out)   out[k] = min((row[k] - lo) * scale + 0.5, top),
+//   truncated to uint8, with exactly these IEEE operations (no fused multiply-add).
+// Each level then produces the same bytes, scale and offset.
+// Kept free of std:: calls: it is instantiated in files compiled for one ISA, and inline
+// library code there could be merged into generic callers.
+template <typename Row>
+void quantize_lut_rows(const float* lut, size_t m, QuantizedLut& q) {
+  q.reset(m);
+  float* row_min = q.row_min.data();
+  float range = 0.f;
+  double offset = 0.0;  // summed in sub-space order by every level
+  for (size_t s = 0; s < m; ++s) {
+    float hi;
+    Row::minmax(lut + s * kCodewords, row_min[s], hi);
+    range = hi - row_min[s] > range ? hi - row_min[s] : range;
+    offset += row_min[s];
+  }
+  const uint32_t cap = QuantizedLut::entry_cap(FastScanLayout{m}.padded_subspaces());
+  q.scale = range > 0.f ? static_cast<float>(cap) / range : 1.f;
+  q.offset = static_cast<float>(offset);
+  uint8_t* table = q.table.data();
+  for (size_t s = 0; s < m; ++s)
+    Row::quantize(lut + s * kCodewords, row_min[s], q.scale, static_cast<float>(cap), table + s * kCodewords);
+}
 
 }  // namespace anisoscan

@@ -1,17 +1,17 @@
 // The scalar reference every SIMD kernel must match exactly.
+#include <cstring>
+
 #include "fastscan.h"
 
 namespace anisoscan {
 
 namespace {
 
-AlignedVector<uint8_t> prepare_lut(const uint8_t* table, size_t m) {
-  FastScanLayout layout{m};
-  return AlignedVector<uint8_t>(table, table + layout.padded_subspaces() * 16);
+void prepare_lut(const uint8_t* table, size_t m, uint8_t* out) {
+  std::memcpy(out, table, FastScanLayout{m}.padded_subspaces() * 16);
 }
 
-void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t limit,
-          ScanSink& sink) {
+void scan_query(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t limit, ScanSink& sink) {
   FastScanLayout layout{m};
   constexpr size_t kB = FastScanLayout::kBlockVectors;
   for (size_t b = 0; b * kB < n && limit > 0; ++b) {
@@ -31,10 +31,16 @@ void scan(const uint8_t* lut, size_t m, const uint8_t* codes, size_t n, uint32_t
   }
 }
 
+// The reference takes the queries one after another.
+void scan(const uint8_t* const* luts, size_t nq, size_t m, const uint8_t* codes, size_t n, uint32_t* limits,
+          ScanSink* const* sinks) {
+  for (size_t j = 0; j < nq; ++j) scan_query(luts[j], m, codes, n, limits[j], *sinks[j]);
+}
+
 }  // namespace
 
 const FastScanKernel& fastscan_kernel_scalar() {
-  static const FastScanKernel kernel{SimdLevel::kScalar, prepare_lut, scan};
+  static const FastScanKernel kernel{SimdLevel::kScalar, quantize_lut, prepare_lut, scan};
   return kernel;
 }
 

@@ -1,6 +1,7 @@
 #include "ivf_index.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <mutex>
 #include <numeric>
@@ -71,38 +72,37 @@ class IvfIndex::Passes {
 
 namespace {
 
-// The uint8 lookup table of one query for each partition it visits. Inner products
-// share one table across partitions (each adds its own <q, c>); L2 needs one per
-// partition, built for the query's residual to the center.
-class QueryTables {
+// One query's lookup table, quantized and in the kernel's register order. Inner products
+// share one table across partitions (each adds its own <q, c>); L2 codes are residuals, so
+// every partition needs a table for the query's residual to its center. The buffers are
+// kept between builds: nothing is allocated per partition.
+class PreparedTable {
  public:
-  QueryTables(const ProductQuantizer& pq, const FastScanKernel& kernel, const float* q, bool l2)
-      : pq_(pq), kernel_(kernel), q_(q), l2_(l2), lut_(pq.num_subspaces() * kCodewords) {
-    if (!l2_) build(q_);
-  }
+  PreparedTable(const ProductQuantizer& pq, const FastScanKernel& kernel)
+      : pq_(&pq),
+        kernel_(&kernel),
+        lut_(pq.num_subspaces() * kCodewords),
+        residual_(pq.dim()),
+        prepared_(FastScanLayout{pq.num_subspaces()}.prepared_lut_bytes()) {}
 
-  // Prepares the table for a partition; returns the distance offset its scores carry.
-  float select(const float* center, float center_distance) {
-    if (!l2_) return center_distance;
-    residual_.resize(pq_.dim());
-    for (size_t t = 0; t < pq_.dim(); ++t) residual_[t] = q_[t] - center[t];
-    build(residual_.data());
-    return 0.f;
+  // The table of `query` (IP), or of its residual to `center` (L2). Scores then carry the
+  // offset <q, c> for IP (the partition's center distance) and none for L2.
+  void build(const float* query, bool l2, const float* center) {
+    const float* target = query;
+    if (l2) {
+      for (size_t t = 0; t < pq_->dim(); ++t) residual_[t] = query[t] - center[t];
+      target = residual_.data();
+    }
+    build_float_lut(*pq_, target, l2, lut_.data());
+    kernel_->quantize_lut(lut_.data(), pq_->num_subspaces(), quantized_);
+    kernel_->prepare_lut(quantized_.table.data(), pq_->num_subspaces(), prepared_.data());
   }
   const QuantizedLut& lut() const { return quantized_; }
   const uint8_t* prepared() const { return prepared_.data(); }
 
  private:
-  void build(const float* query) {
-    build_float_lut(pq_, query, l2_, lut_.data());
-    quantized_ = quantize_lut(lut_.data(), pq_.num_subspaces());
-    prepared_ = kernel_.prepare_lut(quantized_.table.data(), pq_.num_subspaces());
-  }
-
-  const ProductQuantizer& pq_;
-  const FastScanKernel& kernel_;
-  const float* q_;
-  bool l2_;
+  const ProductQuantizer* pq_;
+  const FastScanKernel* kernel_;
   std::vector<float> lut_, residual_;
   QuantizedLut quantized_;
   AlignedVector<uint8_t> prepared_;
@@ -349,6 +349,10 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
   if (queries.cols != params_.dim) throw std::invalid_argument("queries: dimension mismatch");
   if (sp.nprobe == 0 || sp.nprobe > params_.nlist)
     throw std::invalid_argument("nprobe: must be in [1, nlist=" + std::to_string(params_.nlist) + "]");
+  for (size_t i = 0; i < queries.rows * queries.cols; ++i)
+    if (!std::isfinite(queries.data[i]))
+      throw std::invalid_argument("queries: row " + std::to_string(i / queries.cols) +
+                                  " contains NaN or infinity; pass finite values");
 }
 
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
@@ -376,44 +380,116 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
   if (filter.has_allowed || !filter.excluded.empty()) passes = std::make_unique<Passes>(partitions_, filter);
-  const size_t d = params_.dim;
-  parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i)
-      search_one(qp.data() + i * d, sp, passes.get(), kernel, ids + i * sp.k, distances + i * sp.k);
+  const size_t d = params_.dim, nq = queries.rows;
+  // Blocks of queries, spread evenly over the threads.
+  const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
+  const size_t block = std::max<size_t>(1, std::min(kQueryBlock, (nq + threads - 1) / threads));
+  parallel_for((nq + block - 1) / block, sp.threads, 1, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) {
+      const size_t first = i * block, count = std::min(block, nq - first);
+      search_block({qp.data() + first * d, count, d}, sp, passes.get(), kernel, ids + first * sp.k,
+                   distances + first * sp.k);
+    }
   });
 }
 
-void IvfIndex::search_one(const float* q, const SearchParams& sp, const Passes* passes,
-                          const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
-  const size_t d = params_.dim, m = pq_.num_subspaces();
-  const bool rerank = params_.with_raw_data;
-  ReservoirTopK<uint64_t> heap(rerank ? std::max(sp.k, sp.reorder_k) : sp.k);
-  QueryTables tables(pq_, kernel, q, params_.metric == Metric::kL2);
+// Ranks the partitions of every query in the block, then visits each probed partition once,
+// scanning it for all the block's queries that probe it (kQueriesPerPass per pass over the
+// codes). The candidates equal those of one query at a time: a reservoir's top-k does not
+// depend on the order of its pushes.
+void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, const Passes* passes,
+                            const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
+  const size_t nq = q.rows, m = pq_.num_subspaces();
+  const bool l2 = params_.metric == Metric::kL2;
+  const size_t keep = params_.with_raw_data ? std::max(sp.k, sp.reorder_k) : sp.k;
+  std::vector<ReservoirTopK<uint64_t>> heaps(nq, ReservoirTopK<uint64_t>(keep));
+  // IP: one table per query, built once. L2: one per query of the current pass, rebuilt.
+  std::vector<PreparedTable> tables(l2 ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq,
+                                    PreparedTable(pq_, kernel));
+  if (!l2)
+    for (size_t i = 0; i < nq; ++i) tables[i].build(q.row(i), false, nullptr);
 
-  auto scan = [&](size_t p, float center_distance) {
-    const Partition& part = partitions_[p];
-    if (part.size() == 0 || (passes && passes->allowed_in(p) == 0)) return;
-    float bias = tables.select(centers_.data() + p * d, center_distance);
-    TopKSink<Passes> sink(heap, tables.lut(), bias, p, passes);
-    kernel.scan(tables.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
+  struct Visit {
+    uint32_t rank;  // of the partition for this query
+    uint32_t partition;
+    uint32_t query;
+    float center_distance;
   };
-  for (const auto& [dist, p] : rank_partitions(q, sp.nprobe)) scan(p, dist);
-  if (passes && heap.size() < sp.k) {
-    // The filter starves the candidates: visit further partitions, best first, until k.
-    auto all = rank_partitions(q, params_.nlist);
-    for (size_t j = sp.nprobe; j < all.size() && heap.size() < sp.k; ++j) scan(all[j].second, all[j].first);
+  std::vector<Visit> visits;
+  visits.reserve(nq * sp.nprobe);
+  for (size_t i = 0; i < nq; ++i) {
+    const auto order = rank_partitions(q.row(i), sp.nprobe);
+    for (uint32_t r = 0; r < order.size(); ++r) {
+      const uint32_t p = order[r].second;
+      if (partitions_[p].size() == 0 || (passes && passes->allowed_in(p) == 0)) continue;
+      visits.push_back({r, p, static_cast<uint32_t>(i), order[r].first});
+    }
+  }
+  // Every query's nearest partition first (its threshold then starts tight), then the rest
+  // partition by partition, each shared by the queries probing it.
+  std::sort(visits.begin(), visits.end(), [](const Visit& a, const Visit& b) {
+    if ((a.rank == 0) != (b.rank == 0)) return a.rank == 0;
+    if (a.rank == 0) return a.query < b.query;
+    return a.partition != b.partition ? a.partition < b.partition : a.query < b.query;
+  });
+
+  // Scans partition p for visits [v, v + count), count <= kQueriesPerPass, all of partition p.
+  constexpr size_t kPass = FastScanKernel::kQueriesPerPass;
+  std::vector<TopKSink<Passes>> sinks;
+  sinks.reserve(kPass);
+  auto scan = [&](const Visit* v, size_t count) {
+    const uint32_t p = v->partition;
+    const Partition& part = partitions_[p];
+    const uint8_t* luts[kPass];
+    uint32_t limits[kPass];
+    ScanSink* sink_ptrs[kPass];
+    sinks.clear();
+    for (size_t j = 0; j < count; ++j) {
+      PreparedTable& table = tables[l2 ? j : v[j].query];
+      if (l2) table.build(q.row(v[j].query), true, centers_.data() + p * params_.dim);
+      const float bias = l2 ? 0.f : v[j].center_distance;
+      sinks.emplace_back(heaps[v[j].query], table.lut(), bias, p, passes);
+      luts[j] = table.prepared();
+      limits[j] = sinks[j].limit();
+      sink_ptrs[j] = &sinks[j];
+    }
+    kernel.scan(luts, count, m, part.codes(), part.size(), limits, sink_ptrs);
+  };
+  for (size_t a = 0; a < visits.size();) {
+    size_t b = a;
+    while (b < visits.size() && b - a < kPass && visits[b].partition == visits[a].partition) ++b;
+    scan(&visits[a], b - a);
+    a = b;
   }
 
-  auto candidates = heap.take_sorted();
-  TopK<int64_t> best(sp.k);
-  for (const auto& c : candidates) {
+  for (size_t i = 0; i < nq; ++i) {
+    if (passes && heaps[i].size() < sp.k) {
+      // The filter starves the candidates: visit further partitions, best first, until k.
+      const auto all = rank_partitions(q.row(i), params_.nlist);
+      for (size_t r = sp.nprobe; r < all.size() && heaps[i].size() < sp.k; ++r) {
+        const uint32_t p = all[r].second;
+        if (partitions_[p].size() == 0 || passes->allowed_in(p) == 0) continue;
+        const Visit v{static_cast<uint32_t>(r), p, static_cast<uint32_t>(i), all[r].first};
+        scan(&v, 1);
+      }
+    }
+    finish_query(q.row(i), heaps[i], sp.k, out_ids + i * sp.k, out_dist + i * sp.k);
+  }
+}
+
+// Re-ranks a query's candidates with the raw vectors (when kept) and writes its k results.
+void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_t k, int64_t* out_ids,
+                            float* out_dist) const {
+  const size_t d = params_.dim;
+  TopK<int64_t> best(k);
+  for (const auto& c : heap.take_sorted()) {
     const Partition& part = partitions_[c.label >> 32];
     const size_t off = c.label & 0xFFFFFFFFu;
-    float dist = rerank ? internal_distance(params_.metric, q, part.raw_row(off, d), d) : c.distance;
+    float dist = params_.with_raw_data ? internal_distance(params_.metric, q, part.raw_row(off, d), d) : c.distance;
     best.push(dist, part.ids()[off]);
   }
   auto result = best.take_sorted();
-  for (size_t j = 0; j < sp.k; ++j) {
+  for (size_t j = 0; j < k; ++j) {
     out_ids[j] = j < result.size() ? result[j].label : -1;
     out_dist[j] = j < result.size() ? to_milvus_distance(params_.metric, result[j].distance) : missing_distance(params_.metric);
   }
@@ -439,7 +515,8 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.data() + qi * d;
       auto& out = hits[qi];
-      QueryTables tables(pq_, kernel, q, l2);
+      PreparedTable table(pq_, kernel);
+      if (!l2 && !params_.with_raw_data) table.build(q, false, nullptr);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
         const Partition& part = partitions_[p];
         if (params_.with_raw_data) {  // exact distances: the range answer is exact
@@ -449,9 +526,10 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
             if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
           }
         } else if (part.size() > 0) {
-          float bias = tables.select(centers_.data() + p * d, center_distance);
-          RangeSink<Passes> sink(out, tables.lut(), bias, low, high, part, p, passes.get());
-          kernel.scan(tables.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
+          if (l2) table.build(q, true, centers_.data() + p * d);
+          const float bias = l2 ? 0.f : center_distance;
+          RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, p, passes.get());
+          kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
         }
       }
       std::sort(out.begin(), out.end());

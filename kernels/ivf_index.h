@@ -14,6 +14,7 @@
 #include "fastscan_layout.h"
 #include "metric.h"
 #include "partition.h"
+#include "topk.h"
 
 namespace anisoscan {
 
@@ -98,8 +99,12 @@ class IvfIndex {
   std::vector<float> prepare(MatrixView<const float> x) const;
   void check_searchable(MatrixView<const float> queries, const SearchParams& sp) const;
   std::vector<std::pair<float, uint32_t>> rank_partitions(const float* q, size_t count) const;
-  void search_one(const float* query, const SearchParams& params, const Passes* passes,
-                  const struct FastScanKernel& kernel, int64_t* ids, float* distances) const;
+  // Queries searched together: they share each pass over a partition's codes.
+  static constexpr size_t kQueryBlock = 64;
+  void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
+                    const struct FastScanKernel& kernel, int64_t* ids, float* distances) const;
+  void finish_query(const float* query, ReservoirTopK<uint64_t>& candidates, size_t k, int64_t* ids,
+                    float* distances) const;
   // Where each of `ids` is stored; throws listing the ids that are absent.
   std::vector<Location> locate(Span<const int64_t> ids, const char* what) const;
   void remove_locked(Span<const int64_t> ids);

@@ -30,6 +30,8 @@ def test_kernel_benchmark_json_shape(capsys):
     assert "scalar" in report["levels"]
     for level in report["levels"].values():
         assert level["in_cache_vectors_per_s"] > 0 and level["in_memory_vectors_per_s"] > 0
+        assert level["batched_in_cache_vectors_per_s"] > 0 and level["batched_in_memory_vectors_per_s"] > 0
+    assert report["queries_per_pass"] == 4
 
 
 def test_cli_forwards_bench_arguments(capsys):

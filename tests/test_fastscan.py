@@ -64,6 +64,27 @@ def test_topk_matches_scalar_with_ties(level, n, m, k):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n,m,nq", [(1, 1, 2), (33, 5, 3), (100, 25, 4), (257, 33, 5), (1000, 64, 9), (96, 384, 6)])
+def test_queries_scanned_together_match_each_alone(level, n, m, nq):
+    """One pass over the codes for several queries gives each exactly its own scan's top-k."""
+    require(level)
+    rng = np.random.default_rng(n * m + nq)
+    codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
+    packed = _core.fastscan_pack(codes)
+    # Coarse tables force ties; one query of each group gets a constant table (all ties).
+    tables = np.stack([_core.fastscan_quantize_lut(rng.integers(0, 4, size=(m, 16)).astype(np.float32))[0]
+                       for _ in range(nq)])
+    tables[-1] = 0
+    k = min(10, n)
+    idx, scores = _core.fastscan_topk(level, packed, tables, n, m, k)
+    assert idx.shape == (nq, k)
+    for j in range(nq):
+        ref_idx, ref_scores = _core.fastscan_topk("scalar", packed, tables[j], n, m, k)
+        np.testing.assert_array_equal(idx[j], ref_idx)
+        np.testing.assert_array_equal(scores[j], ref_scores)
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_no_uint16_overflow_with_384_subspaces(level):
     """d=768 at sub_dim 2: 384 * 255 > 65535, so entries are capped to keep sums in range."""
     require(level)
@@ -77,6 +98,26 @@ def test_no_uint16_overflow_with_384_subspaces(level):
     scores = _core.fastscan_scores(level, _core.fastscan_pack(codes), table, n, m)
     np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
     assert int(scores[1]) == cap * m
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("m", [1, 2, 3, 25, 64, 384])
+def test_table_quantization_matches_reference(level, m):
+    """Each level quantizes with its own instructions; bytes, scale and offset must not differ."""
+    require(level)
+    rng = np.random.default_rng(m)
+    cases = [
+        rng.normal(size=(m, 16)) * 10 ** rng.uniform(-6, 6, size=(m, 1)),  # rows of wildly different scale
+        rng.integers(-2, 3, size=(m, 16)),  # ties, exact half steps, signed zeros below
+        np.zeros((m, 16)),  # zero range
+    ]
+    cases[1] = np.where(cases[1] == 0, -0.0, cases[1])
+    for lut in cases:
+        lut = np.ascontiguousarray(lut, dtype=np.float32)
+        table, scale, offset = _core.fastscan_quantize_lut(lut, level)
+        ref_table, ref_scale, ref_offset = _core.fastscan_quantize_lut(lut, "scalar")
+        np.testing.assert_array_equal(table, ref_table)
+        assert (scale, offset) == (ref_scale, ref_offset)
 
 
 def test_quantized_table_tracks_the_float_table():

@@ -56,6 +56,19 @@ def test_wrong_types(built):
         built[0].search(np.zeros((1, 8)), k=2.5)
 
 
+def test_checked_search_settings_are_remembered_by_type(built):
+    """Checks are cached per setting; a valid 1 must never vouch for True or 1.0."""
+    q = np.zeros((1, 8), np.float32)
+    assert built[0].search(q, k=1, nprobe=1)[0].shape == (1, 1)
+    for bad in (True, 1.0):
+        with pytest.raises(TypeError, match="k: expected an integer"):
+            built[0].search(q, k=bad, nprobe=1)
+        with pytest.raises(TypeError, match="nprobe: expected an integer"):
+            built[0].search(q, k=1, nprobe=bad)
+    with pytest.raises(TypeError, match="k: expected an integer"):
+        built[0].search(q, k=[1])  # unhashable: checked without the cache
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"k": 0}, "k: 0 is out of range"),
     ({"k": -3}, "k: -3 is out of range"),

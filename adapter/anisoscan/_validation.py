@@ -8,10 +8,16 @@ from typing import Any
 import numpy as np
 
 
-def as_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
-    """Returns x as a C-contiguous float32 [n, dim] array, or raises TypeError/ValueError."""
+def as_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = False,
+               core_checks_finite: bool = False) -> np.ndarray:
+    """Returns x as a C-contiguous float32 [n, dim] array, or raises TypeError/ValueError.
+
+    core_checks_finite: the caller's core call rejects NaN/infinity itself (searches do, on
+    their own copy), so an array already in the core's format passes without a scan here.
+    """
     if (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
-            and (dim is None or x.shape[1] == dim) and (x.shape[0] or allow_empty) and np.isfinite(x).all()):
+            and (dim is None or x.shape[1] == dim) and (x.shape[0] or allow_empty)
+            and (core_checks_finite or np.isfinite(x).all())):
         return x  # already what the core takes: no copy
     if isinstance(x, np.ndarray):
         arr = x

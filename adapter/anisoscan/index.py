@@ -143,7 +143,7 @@ class Index:
         candidates in the nprobe partitions, further partitions are visited until k are found.
         """
         self._require_built("search")
-        q = v.as_vectors("queries", queries, self.dim, allow_empty=True)
+        q = v.as_vectors("queries", queries, self.dim, allow_empty=True, core_checks_finite=True)
         sp = SearchParams(k, nprobe, reorder_k, threads).checked(self._params.nlist)
         allowed, excluded = self._filter(allowed_ids, excluded_ids)
         if q.shape[0] == 0:

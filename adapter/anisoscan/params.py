@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,12 @@ class SearchParams:
     threads: int = 0
 
     def checked(self, nlist: int) -> SearchParams:
+        try:  # searches repeat the same few settings: check each combination once
+            return _checked_search_params(self.k, self.nprobe, self.reorder_k, self.threads, nlist)
+        except TypeError:  # unhashable input: check it directly for the precise message
+            return self._check(nlist)
+
+    def _check(self, nlist: int) -> SearchParams:
         k = v.positive_int("k", self.k, 1, 1 << 20)
         nprobe = min(8, nlist) if self.nprobe is None else v.positive_int("nprobe", self.nprobe, 1, 65536)
         if nprobe > nlist:
@@ -105,3 +112,9 @@ class SearchParams:
             raise ValueError(f"reorder_k: {reorder_k} is smaller than k={k}; use reorder_k >= k")
         threads = v.positive_int("threads", self.threads, 0, 4096)
         return SearchParams(k, nprobe, reorder_k, threads)
+
+
+# typed: 1, 1.0 and True are different keys, so a cached int never vouches for a bool.
+@functools.lru_cache(maxsize=256, typed=True)
+def _checked_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlist: int) -> SearchParams:
+    return SearchParams(k, nprobe, reorder_k, threads)._check(nlist)

@@ -49,6 +49,36 @@ IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& exclu
   return f;
 }
 
+AlignedVector<uint8_t> prepared_lut(const FastScanKernel& kernel, const uint8_t* table, size_t msub) {
+  AlignedVector<uint8_t> out(FastScanLayout{msub}.prepared_lut_bytes());
+  kernel.prepare_lut(table, msub, out.data());
+  return out;
+}
+
+// Quantized tables [queries, padded sub-spaces, 16] (or one [padded sub-spaces, 16]) checked
+// against packed codes and prepared for a kernel.
+class QueryTables {
+ public:
+  QueryTables(const FastScanKernel& kernel, const ByteArray& packed, const ByteArray& tables, size_t n,
+              size_t msub) {
+    FastScanLayout layout{msub};
+    const size_t table_bytes = layout.padded_subspaces() * 16;
+    if (static_cast<size_t>(packed.size()) < layout.bytes_for(n) || tables.ndim() < 2 || tables.ndim() > 3 ||
+        tables.shape(tables.ndim() - 1) != 16 || static_cast<size_t>(tables.size()) % table_bytes != 0 ||
+        tables.size() == 0)
+      throw std::invalid_argument("packed codes or table have the wrong size");
+    for (size_t j = 0; j < static_cast<size_t>(tables.size()) / table_bytes; ++j)
+      prepared_.push_back(prepared_lut(kernel, tables.data() + j * table_bytes, msub));
+    for (const auto& p : prepared_) pointers_.push_back(p.data());
+  }
+  size_t count() const { return prepared_.size(); }
+  const uint8_t* const* pointers() const { return pointers_.data(); }
+
+ private:
+  std::vector<AlignedVector<uint8_t>> prepared_;
+  std::vector<const uint8_t*> pointers_;
+};
+
 std::pair<IdArray, FloatArray> result_arrays(size_t nq, size_t k) {
   return {IdArray({nq, k}), FloatArray({nq, k})};
 }
@@ -307,12 +337,18 @@ PYBIND11_MODULE(_core, m) {
     layout.pack(codes.data(), n, 0, packed.mutable_data());
     return packed;
   });
-  m.def("fastscan_quantize_lut", [](const FloatArray& lut) {
-    if (lut.ndim() != 2 || lut.shape(1) != 16) throw std::invalid_argument("lut: expected [num_subspaces, 16]");
-    QuantizedLut q = quantize_lut(lut.data(), lut.shape(0));
-    size_t rows = q.table.size() / 16;
-    return py::make_tuple(ByteArray({rows, size_t{16}}, q.table.data()), q.scale, q.offset);
-  });
+  m.def(
+      "fastscan_quantize_lut",
+      [](const FloatArray& lut, const std::string& level) {
+        if (lut.ndim() != 2 || lut.shape(1) != 16 || lut.shape(0) == 0)
+          throw std::invalid_argument("lut: expected [num_subspaces, 16] with num_subspaces >= 1");
+        QuantizedLut q;
+        fastscan_kernel(supported_level(level)).quantize_lut(lut.data(), lut.shape(0), q);
+        size_t rows = q.table.size() / 16;
+        return py::make_tuple(ByteArray({rows, size_t{16}}, q.table.data()), q.scale, q.offset);
+      },
+      py::arg("lut"), py::arg("level") = "scalar",
+      "(table [padded sub-spaces, 16] uint8, scale, offset) as the given SIMD level quantizes it.");
   m.def(
       "fastscan_scores",
       [](const std::string& level, const ByteArray& packed, const ByteArray& table, size_t n, size_t msub) {
@@ -323,56 +359,62 @@ PYBIND11_MODULE(_core, m) {
           throw std::invalid_argument("packed codes or table have the wrong size");
         py::array_t<uint16_t> scores(static_cast<py::ssize_t>(n));
         AllScores sink(scores.mutable_data());
-        auto lut = kernel.prepare_lut(table.data(), msub);
-        kernel.scan(lut.data(), msub, packed.data(), n, 65536, sink);
+        auto lut = prepared_lut(kernel, table.data(), msub);
+        kernel.scan_one(lut.data(), msub, packed.data(), n, 65536, sink);
         return scores;
       },
       py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"));
   m.def(
       "fastscan_topk",
-      [](const std::string& level, const ByteArray& packed, const ByteArray& table, size_t n, size_t msub,
+      [](const std::string& level, const ByteArray& packed, const ByteArray& tables, size_t n, size_t msub,
          size_t k) {
         const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
-        FastScanLayout layout{msub};
-        if (static_cast<size_t>(packed.size()) < layout.bytes_for(n) ||
-            static_cast<size_t>(table.size()) != layout.padded_subspaces() * 16)
-          throw std::invalid_argument("packed codes or table have the wrong size");
-        TopScores sink(k);
-        auto lut = kernel.prepare_lut(table.data(), msub);
-        kernel.scan(lut.data(), msub, packed.data(), n, 65536, sink);
-        auto best = sink.heap_.take_sorted();
-        IdArray idx(static_cast<py::ssize_t>(best.size()));
-        py::array_t<uint16_t> sc(static_cast<py::ssize_t>(best.size()));
-        for (size_t i = 0; i < best.size(); ++i) {
-          idx.mutable_data()[i] = best[i].label;
-          sc.mutable_data()[i] = static_cast<uint16_t>(best[i].distance);
+        QueryTables luts(kernel, packed, tables, n, msub);
+        std::vector<TopScores> heaps(luts.count(), TopScores(k));
+        std::vector<ScanSink*> sinks;
+        for (auto& h : heaps) sinks.push_back(&h);
+        std::vector<uint32_t> limits(luts.count(), 65536);
+        kernel.scan(luts.pointers(), luts.count(), msub, packed.data(), n, limits.data(), sinks.data());
+        const size_t kk = std::min(k, n);
+        IdArray idx({luts.count(), kk});
+        py::array_t<uint16_t> sc({luts.count(), kk});
+        for (size_t j = 0; j < luts.count(); ++j) {
+          auto best = heaps[j].heap_.take_sorted();
+          for (size_t i = 0; i < kk; ++i) {
+            idx.mutable_data()[j * kk + i] = best[i].label;
+            sc.mutable_data()[j * kk + i] = static_cast<uint16_t>(best[i].distance);
+          }
         }
-        return py::make_tuple(idx, sc);
+        if (tables.ndim() == 2) return py::make_tuple(idx.attr("reshape")(-1), sc.attr("reshape")(-1));
+        return py::make_tuple(py::object(idx), py::object(sc));
       },
-      py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"));
+      py::arg("level"), py::arg("packed"), py::arg("tables"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"),
+      "Top-k (indices, scores) [queries, k] for tables [queries, padded sub-spaces, 16], all queries scanned "
+      "in one kernel call; a 2-D table is one query and gives 1-D results.");
   m.def(
       "fastscan_benchmark",
-      [](const std::string& level, const ByteArray& packed, const ByteArray& table, size_t n, size_t msub,
+      [](const std::string& level, const ByteArray& packed, const ByteArray& tables, size_t n, size_t msub,
          size_t k, double min_seconds) {
         const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
-        FastScanLayout layout{msub};
-        if (static_cast<size_t>(packed.size()) < layout.bytes_for(n) ||
-            static_cast<size_t>(table.size()) != layout.padded_subspaces() * 16)
-          throw std::invalid_argument("packed codes or table have the wrong size");
-        auto lut = kernel.prepare_lut(table.data(), msub);
-        AlignedVector<uint8_t> codes(packed.data(), packed.data() + layout.bytes_for(n));
+        QueryTables luts(kernel, packed, tables, n, msub);
+        AlignedVector<uint8_t> codes(packed.data(), packed.data() + FastScanLayout{msub}.bytes_for(n));
         py::gil_scoped_release release;
         size_t scanned = 0;
         auto start = std::chrono::steady_clock::now();
         double elapsed = 0.0;
-        do {  // a top-k scan as search runs it: threshold in registers, heap behind it
-          TopScores sink(k);
-          kernel.scan(lut.data(), msub, codes.data(), n, 65536, sink);
-          scanned += n;
+        do {  // top-k scans as search runs them: thresholds in registers, heaps behind them
+          std::vector<TopScores> heaps(luts.count(), TopScores(k));
+          std::vector<ScanSink*> sinks;
+          for (auto& h : heaps) sinks.push_back(&h);
+          std::vector<uint32_t> limits(luts.count(), 65536);
+          kernel.scan(luts.pointers(), luts.count(), msub, codes.data(), n, limits.data(), sinks.data());
+          scanned += n * luts.count();
           elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         } while (elapsed < min_seconds);
         return scanned / elapsed;
       },
-      py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"),
-      py::arg("min_seconds"), "Vectors scanned per second on one thread (top-k scans of the given codes).");
+      py::arg("level"), py::arg("packed"), py::arg("tables"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"),
+      py::arg("min_seconds"),
+      "Vectors x queries scanned per second on one thread (top-k scans of the given codes; tables as in "
+      "fastscan_topk, all queries in one pass).");
 }
