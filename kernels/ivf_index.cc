@@ -512,10 +512,10 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   const size_t d = params_.dim, m = pq_.num_subspaces();
   std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
+    PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.data() + qi * d;
       auto& out = hits[qi];
-      PreparedTable table(pq_, kernel);
       if (!l2 && !params_.with_raw_data) table.build(q, false, nullptr);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
         const Partition& part = partitions_[p];

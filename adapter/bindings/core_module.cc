@@ -49,12 +49,6 @@ IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& exclu
   return f;
 }
 
-AlignedVector<uint8_t> prepared_lut(const FastScanKernel& kernel, const uint8_t* table, size_t msub) {
-  AlignedVector<uint8_t> out(FastScanLayout{msub}.prepared_lut_bytes());
-  kernel.prepare_lut(table, msub, out.data());
-  return out;
-}
-
 // Quantized tables [queries, padded sub-spaces, 16] (or one [padded sub-spaces, 16]) checked
 // against packed codes and prepared for a kernel.
 class QueryTables {
@@ -67,8 +61,10 @@ class QueryTables {
         tables.shape(tables.ndim() - 1) != 16 || static_cast<size_t>(tables.size()) % table_bytes != 0 ||
         tables.size() == 0)
       throw std::invalid_argument("packed codes or table have the wrong size");
-    for (size_t j = 0; j < static_cast<size_t>(tables.size()) / table_bytes; ++j)
-      prepared_.push_back(prepared_lut(kernel, tables.data() + j * table_bytes, msub));
+    for (size_t j = 0; j < static_cast<size_t>(tables.size()) / table_bytes; ++j) {
+      prepared_.emplace_back(layout.prepared_lut_bytes());
+      kernel.prepare_lut(tables.data() + j * table_bytes, msub, prepared_.back().data());
+    }
     for (const auto& p : prepared_) pointers_.push_back(p.data());
   }
   size_t count() const { return prepared_.size(); }
@@ -113,6 +109,17 @@ class TopScores final : public ScanSink {
   }
   TopK<int64_t> heap_;
 };
+
+// Top-k scans of every query in one kernel call, as batched search runs them.
+std::vector<TopScores> top_k_scan(const FastScanKernel& kernel, const QueryTables& luts, size_t msub,
+                                  const uint8_t* codes, size_t n, size_t k) {
+  std::vector<TopScores> heaps(luts.count(), TopScores(k));
+  std::vector<ScanSink*> sinks;
+  for (auto& h : heaps) sinks.push_back(&h);
+  std::vector<uint32_t> limits(luts.count(), 65536);
+  kernel.scan(luts.pointers(), luts.count(), msub, codes, n, limits.data(), sinks.data());
+  return heaps;
+}
 
 }  // namespace
 
@@ -353,14 +360,12 @@ PYBIND11_MODULE(_core, m) {
       "fastscan_scores",
       [](const std::string& level, const ByteArray& packed, const ByteArray& table, size_t n, size_t msub) {
         const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
-        FastScanLayout layout{msub};
-        if (static_cast<size_t>(packed.size()) < layout.bytes_for(n) ||
-            static_cast<size_t>(table.size()) != layout.padded_subspaces() * 16)
+        QueryTables lut(kernel, packed, table, n, msub);
+        if (table.ndim() != 2 || lut.count() != 1)
           throw std::invalid_argument("packed codes or table have the wrong size");
         py::array_t<uint16_t> scores(static_cast<py::ssize_t>(n));
         AllScores sink(scores.mutable_data());
-        auto lut = prepared_lut(kernel, table.data(), msub);
-        kernel.scan_one(lut.data(), msub, packed.data(), n, 65536, sink);
+        kernel.scan_one(lut.pointers()[0], msub, packed.data(), n, 65536, sink);
         return scores;
       },
       py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"));
@@ -370,11 +375,7 @@ PYBIND11_MODULE(_core, m) {
          size_t k) {
         const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
         QueryTables luts(kernel, packed, tables, n, msub);
-        std::vector<TopScores> heaps(luts.count(), TopScores(k));
-        std::vector<ScanSink*> sinks;
-        for (auto& h : heaps) sinks.push_back(&h);
-        std::vector<uint32_t> limits(luts.count(), 65536);
-        kernel.scan(luts.pointers(), luts.count(), msub, packed.data(), n, limits.data(), sinks.data());
+        std::vector<TopScores> heaps = top_k_scan(kernel, luts, msub, packed.data(), n, k);
         const size_t kk = std::min(k, n);
         IdArray idx({luts.count(), kk});
         py::array_t<uint16_t> sc({luts.count(), kk});
@@ -403,11 +404,7 @@ PYBIND11_MODULE(_core, m) {
         auto start = std::chrono::steady_clock::now();
         double elapsed = 0.0;
         do {  // top-k scans as search runs them: thresholds in registers, heaps behind them
-          std::vector<TopScores> heaps(luts.count(), TopScores(k));
-          std::vector<ScanSink*> sinks;
-          for (auto& h : heaps) sinks.push_back(&h);
-          std::vector<uint32_t> limits(luts.count(), 65536);
-          kernel.scan(luts.pointers(), luts.count(), msub, codes.data(), n, limits.data(), sinks.data());
+          top_k_scan(kernel, luts, msub, codes.data(), n, k);
           scanned += n * luts.count();
           elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         } while (elapsed < min_seconds);
