@@ -62,14 +62,26 @@ void inner_products(MatrixView<const float> x, MatrixView<const float> y, float*
   }
 }
 
+std::vector<float> to_panels(MatrixView<const float> y) {
+  std::vector<float> panels(panel_count(y.rows) * kPanelRows * y.cols, 0.f);
+  for (size_t j = 0; j < y.rows; ++j) {
+    float* panel = panels.data() + (j / kPanelRows) * kPanelRows * y.cols;
+    for (size_t t = 0; t < y.cols; ++t) panel[t * kPanelRows + j % kPanelRows] = y.row(j)[t];
+  }
+  return panels;
+}
+
 ANISOSCAN_MULTIVERSION
-void inner_products_transposed(const float* q, const float* yt, size_t d, size_t ny, float* out) {
-  for (size_t j = 0; j < ny; ++j) out[j] = 0.f;
-  for (size_t t = 0; t < d; ++t) {
-    const float qt = q[t];
-    const float* row = yt + t * ny;
+void inner_products_panels(const float* q, const float* panels, size_t d, size_t ny, float* out) {
+  for (size_t b = 0; b < panel_count(ny); ++b) {
+    const float* panel = panels + b * kPanelRows * d;
+    float sums[kPanelRows] = {};
+    for (size_t t = 0; t < d; ++t) {
+      const float qt = q[t];
 #pragma omp simd
-    for (size_t j = 0; j < ny; ++j) out[j] += qt * row[j];
+      for (size_t j = 0; j < kPanelRows; ++j) sums[j] += qt * panel[t * kPanelRows + j];
+    }
+    for (size_t j = 0; j < kPanelRows; ++j) out[b * kPanelRows + j] = sums[j];
   }
 }
 

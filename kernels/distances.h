@@ -23,9 +23,16 @@ inline float internal_distance(Metric metric, const float* q, const float* x, si
   return metric == Metric::kL2 ? l2_sq(q, x, d) : -dot(q, x, d);
 }
 
-// out[j] = <q, y_j> for y stored transposed, yt[t * ny + j]: no horizontal sums, so it
-// suits many short rows (partition centers).
-void inner_products_transposed(const float* q, const float* yt, size_t d, size_t ny, float* out);
+// Rows stored as panels for scoring one query against many short rows (partition centers):
+// panel b holds rows [b * kPanelRows, (b + 1) * kPanelRows) transposed, [d][kPanelRows],
+// zero-padded. A panel's sums then stay in registers for the whole of d, with no
+// horizontal sums.
+constexpr size_t kPanelRows = 64;
+inline size_t panel_count(size_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }
+std::vector<float> to_panels(MatrixView<const float> y);
+
+// out[j] = <q, y_j> for the panels of ny rows; out has room for panel_count(ny) * kPanelRows.
+void inner_products_panels(const float* q, const float* panels, size_t d, size_t ny, float* out);
 
 // Squared norms of the rows.
 std::vector<float> row_norms_sq(MatrixView<const float> x);

@@ -33,6 +33,17 @@ std::string some_ids(const std::vector<int64_t>& ids) {
   return s + (ids.size() > 5 ? ", ...]" : "]");
 }
 
+// How much of the next partition's codes to request ahead of scanning it.
+constexpr size_t kCodePrefetchBytes = 1024;
+
+// Asks for every cache line of [p, p + bytes).
+void prefetch_bytes(const void* p, size_t bytes) {
+  constexpr uintptr_t kLine = 64;
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~(kLine - 1);
+  for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + bytes; a += kLine)
+    __builtin_prefetch(reinterpret_cast<const void*>(a));
+}
+
 float missing_distance(Metric metric) {
   return metric == Metric::kL2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
 }
@@ -358,15 +369,17 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
   const size_t nlist = params_.nlist, d = params_.dim;
   const bool l2 = params_.metric == Metric::kL2;
-  std::vector<float> center_ip(nlist);
-  inner_products_transposed(q, centers_t_.data(), d, nlist, center_ip.data());
-  TopK<uint32_t> nearest(count);
-  for (size_t c = 0; c < nlist; ++c) {  // L2 up to the constant ||q||^2, which the L2 tables add back
-    float dist = l2 ? center_norms_[c] - 2.f * center_ip[c] : -center_ip[c];
-    if (!nearest.full() || dist < nearest.worst()) nearest.push(dist, static_cast<uint32_t>(c));
-  }
+  std::vector<float> center_ip(panel_count(nlist) * kPanelRows);
+  inner_products_panels(q, center_panels_.data(), d, nlist, center_ip.data());
+  float* dist = center_ip.data();  // L2 up to the constant ||q||^2, which the L2 tables add back
+  for (size_t c = 0; c < nlist; ++c) dist[c] = l2 ? center_norms_[c] - 2.f * center_ip[c] : -center_ip[c];
+  ReservoirTopK<uint32_t> nearest(count);
+  nearest.push_run(dist, nlist, 0);
+  auto best = nearest.take();
+  std::sort(best.begin(), best.end());
   std::vector<std::pair<float, uint32_t>> order;
-  for (const auto& e : nearest.take_sorted()) order.emplace_back(e.distance, e.label);
+  order.reserve(best.size());
+  for (const auto& e : best) order.emplace_back(e.distance, e.label);
   return order;
 }
 
@@ -458,6 +471,12 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   for (size_t a = 0; a < visits.size();) {
     size_t b = a;
     while (b < visits.size() && b - a < kPass && visits[b].partition == visits[a].partition) ++b;
+    // The next partition's codes start loading while this one is scanned (the hardware
+    // prefetcher only catches on within a partition).
+    if (b < visits.size()) {
+      const Partition& next = partitions_[visits[b].partition];
+      prefetch_bytes(next.codes(), std::min(layout_.bytes_for(next.size()), kCodePrefetchBytes));
+    }
     scan(&visits[a], b - a);
     a = b;
   }
@@ -481,8 +500,17 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
 void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_t k, int64_t* out_ids,
                             float* out_dist) const {
   const size_t d = params_.dim;
+  const auto candidates = heap.take();
+  // The candidates' rows and ids lie scattered in memory: request them all before the first
+  // is needed, so that the misses overlap instead of queueing one after another.
+  for (const auto& c : candidates) {
+    const Partition& part = partitions_[c.label >> 32];
+    const size_t off = c.label & 0xFFFFFFFFu;
+    __builtin_prefetch(part.ids() + off);
+    if (params_.with_raw_data) prefetch_bytes(part.raw_row(off, d), d * sizeof(float));
+  }
   TopK<int64_t> best(k);
-  for (const auto& c : heap.take_sorted()) {
+  for (const auto& c : candidates) {
     const Partition& part = partitions_[c.label >> 32];
     const size_t off = c.label & 0xFFFFFFFFu;
     float dist = params_.with_raw_data ? internal_distance(params_.metric, q, part.raw_row(off, d), d) : c.distance;
@@ -549,16 +577,14 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
 
 void IvfIndex::derive_center_tables() {
   const size_t d = params_.dim, nlist = params_.nlist;
-  centers_t_.resize(d * nlist);
-  for (size_t c = 0; c < nlist; ++c)
-    for (size_t t = 0; t < d; ++t) centers_t_[t * nlist + c] = centers_[c * d + t];
+  center_panels_ = to_panels({centers_.data(), nlist, d});
   center_norms_ = row_norms_sq({centers_.data(), nlist, d});
 }
 
 size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(*mutex_);
   size_t bytes = sizeof(*this) +
-                 (centers_.capacity() + centers_t_.capacity() + center_norms_.capacity()) * sizeof(float) +
+                 (centers_.capacity() + center_panels_.capacity() + center_norms_.capacity()) * sizeof(float) +
                  pq_.codebooks().capacity() * sizeof(float) + partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
   return bytes + IndexFile::mapped_bytes(mapping_);

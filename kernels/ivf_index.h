@@ -108,15 +108,15 @@ class IvfIndex {
   // Where each of `ids` is stored; throws listing the ids that are absent.
   std::vector<Location> locate(Span<const int64_t> ids, const char* what) const;
   void remove_locked(Span<const int64_t> ids);
-  // Derived from centers_ (not stored in files): a transposed copy and squared norms for
-  // scoring all partitions of a query without horizontal sums.
+  // Derived from centers_ (not stored in files): panels and squared norms for scoring all
+  // partitions of a query at once.
   void derive_center_tables();
 
   IndexParams params_;
   ProductQuantizer pq_;
   FastScanLayout layout_;
   std::vector<float> centers_;       // [nlist, dim]
-  std::vector<float> centers_t_;     // [dim, nlist]
+  std::vector<float> center_panels_;  // centers as panels (distances.h)
   std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;
   bool trained_ = false;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace anisoscan {
@@ -59,50 +61,89 @@ class TopK {
   std::vector<Entry> heap_;
 };
 
-}  // namespace anisoscan
-
-namespace anisoscan {
-
 // Top-k by a reservoir: candidates are appended while they beat the threshold, and only
 // when 2k have gathered are they cut back to the best k (nth_element), which also tightens
 // the threshold. Pushing costs a compare and an append instead of a heap update; the result
-// equals TopK's for the same pushes.
+// equals TopK's for the same pushes. Each candidate is held as one integer,
+// (distance made order-preserving) << label bits | label, so that ordering it is a single
+// integer compare: selection is the hot spot of searches with a large reorder_k.
 template <typename Label>
 class ReservoirTopK {
+  static_assert(std::is_unsigned<Label>::value && sizeof(Label) <= 8, "labels must be unsigned, at most 64 bits");
+  static constexpr int kLabelBits = sizeof(Label) <= 4 ? 32 : 64;
+  using Key = std::conditional_t<kLabelBits == 32, uint64_t, unsigned __int128>;
+
  public:
   using Entry = typename TopK<Label>::Entry;
 
-  explicit ReservoirTopK(size_t k) : k_(k) { items_.reserve(2 * k + 1); }
+  // Room for 2k candidates plus one slot that branch-free appends may write and not keep.
+  explicit ReservoirTopK(size_t k) : k_(k), keys_(2 * k + 1) {}
 
-  size_t size() const { return std::min(items_.size(), k_); }
+  size_t size() const { return std::min(count_, k_); }
   // Distance a candidate must beat (or tie with a smaller label) to be kept.
-  float worst() const { return threshold_.distance; }
+  float worst() const { return worst_; }
 
   void push(float distance, Label label) {
-    Entry e{distance, label};
-    if (k_ == 0 || !(e < threshold_)) return;
-    items_.push_back(e);
-    if (items_.size() >= 2 * k_) shrink();
+    const Key key = make_key(distance, label);
+    if (!(key < threshold_) || k_ == 0) return;
+    keys_[count_++] = key;
+    if (count_ == 2 * k_) shrink();
   }
 
-  std::vector<Entry> take_sorted() {
-    if (items_.size() > k_) shrink();
-    std::sort(items_.begin(), items_.end());
+  // Pushes distances[i] labelled first_label + i, without a branch per candidate: for long
+  // runs where most candidates lose (ranking all partitions of a query).
+  void push_run(const float* distances, size_t n, Label first_label) {
+    if (k_ == 0) return;
+    for (size_t i = 0; i < n; ++i) {
+      const Key key = make_key(distances[i], static_cast<Label>(first_label + i));
+      keys_[count_] = key;
+      count_ += key < threshold_;
+      if (count_ == 2 * k_) shrink();
+    }
+  }
+
+  // The best k in no particular order; empties the reservoir.
+  std::vector<Entry> take() {
+    if (count_ > k_) shrink();
     std::vector<Entry> out;
-    out.swap(items_);
+    out.reserve(count_);
+    for (size_t i = 0; i < count_; ++i) out.push_back(entry_of(keys_[i]));
+    count_ = 0;
     return out;
   }
 
  private:
+  // Float bits mapped so that unsigned order is numeric order (-0 is folded into +0 first,
+  // as the float compare treats them as equal). Distances are never NaN.
+  static uint32_t order_bits(float distance) {
+    uint32_t bits;
+    const float folded = distance + 0.f;
+    std::memcpy(&bits, &folded, sizeof bits);
+    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+  }
+  static float distance_of(uint32_t ordered) {
+    const uint32_t bits = (ordered & 0x80000000u) ? ordered & 0x7FFFFFFFu : ~ordered;
+    float distance;
+    std::memcpy(&distance, &bits, sizeof distance);
+    return distance;
+  }
+  static Key make_key(float distance, Label label) { return (Key{order_bits(distance)} << kLabelBits) | Key{label}; }
+  static Entry entry_of(Key key) {
+    return {distance_of(static_cast<uint32_t>(key >> kLabelBits)), static_cast<Label>(key)};
+  }
+
   void shrink() {
-    std::nth_element(items_.begin(), items_.begin() + (k_ - 1), items_.end());
-    threshold_ = items_[k_ - 1];
-    items_.resize(k_);
+    std::nth_element(keys_.begin(), keys_.begin() + (k_ - 1), keys_.begin() + count_);
+    threshold_ = keys_[k_ - 1];
+    worst_ = entry_of(threshold_).distance;
+    count_ = k_;
   }
 
   size_t k_;
-  std::vector<Entry> items_;
-  Entry threshold_{std::numeric_limits<float>::infinity(), std::numeric_limits<Label>::max()};
+  std::vector<Key> keys_;
+  size_t count_ = 0;
+  Key threshold_ = ~Key{0};
+  float worst_ = std::numeric_limits<float>::infinity();
 };
 
 }  // namespace anisoscan
