@@ -22,7 +22,7 @@ float horizontal_max(__m256 v) {
 }
 
 // One table row (16 floats) as two 8-float halves.
-struct Avx2Row {
+struct Avx2Row : RowByRowMinmax<Avx2Row> {
   static void minmax(const float* row, float& lo, float& hi) {
     const __m256 a = _mm256_loadu_ps(row), b = _mm256_loadu_ps(row + 8);
     lo = horizontal_min(_mm256_min_ps(a, b));

@@ -10,12 +10,42 @@ namespace anisoscan {
 
 namespace {
 
+// Reduces 16 registers to one whose lane i is the reduction of register i's 16 lanes: four
+// levels, each pairing registers and halving the lanes left per row (15 reductions in all
+// instead of 4 per register). min and max are exact, so the order does not matter.
+template <typename Op>
+__m512 reduce_16_rows(__m512 v[16], Op op) {
+  __m512 p[8], q[4], r[2];
+  for (int i = 0; i < 8; ++i)  // p[i]: 8 partials of row 2i, then 8 of row 2i+1
+    p[i] = op(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  for (int i = 0; i < 4; ++i)  // q[i]: 128-bit lanes hold 4 partials of rows 4i .. 4i+3
+    q[i] = op(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88), _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i)  // lane L of r[i]: 2 partials of row 8i+L, then 2 of row 8i+4+L
+    r[i] = op(_mm512_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_ps(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // Lane 4L + j holds row 4j + L: transpose back to row order.
+  const __m512 t = op(_mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(row_order, t);
+}
+
 // One table row (16 floats) is one register.
 struct Avx512Row {
   static void minmax(const float* row, float& lo, float& hi) {
     const __m512 v = _mm512_loadu_ps(row);
     lo = _mm512_reduce_min_ps(v);
     hi = _mm512_reduce_max_ps(v);
+  }
+  static void minmax_rows(const float* lut, size_t m, float* lo, float* hi) {
+    size_t s = 0;
+    for (; s + 16 <= m; s += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_ps(lut + (s + i) * kCodewords);
+      _mm512_storeu_ps(lo + s, reduce_16_rows(v, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }));
+      _mm512_storeu_ps(hi + s, reduce_16_rows(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }));
+    }
+    for (; s < m; ++s) minmax(lut + s * kCodewords, lo[s], hi[s]);
   }
   static void quantize(const float* row, float lo, float scale, float top, uint8_t* out) {
     __m512 x = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row), _mm512_set1_ps(lo)), _mm512_set1_ps(scale));

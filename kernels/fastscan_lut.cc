@@ -11,11 +11,10 @@ namespace anisoscan {
 
 ANISOSCAN_MULTIVERSION
 void build_float_lut(const ProductQuantizer& pq, const float* query, bool l2, float* lut) {
-  const size_t ds = pq.sub_dim(), d = pq.dim();
+  const size_t ds = pq.sub_dim();
   for (size_t s = 0; s < pq.num_subspaces(); ++s) {
-    float row[kCodewords] = {};
-    // 16 codewords at a time; the last sub-space's coordinates past dim are zero.
-    for (size_t t = 0; t < ds && s * ds + t < d; ++t) {
+    float row[kCodewords] = {};  // 16 codewords at a time, local so that nothing aliases it
+    for (size_t t = 0; t < ds; ++t) {
       const float qt = query[s * ds + t];
       const float* c = pq.coordinate_of_codewords(s, t);
       if (l2) {
@@ -24,11 +23,6 @@ void build_float_lut(const ProductQuantizer& pq, const float* query, bool l2, fl
         for (size_t k = 0; k < kCodewords; ++k) row[k] -= qt * c[k];
       }
     }
-    if (l2)  // padded coordinates: (0 - c)^2
-      for (size_t t = d > s * ds ? d - s * ds : 0; t < ds; ++t) {
-        const float* c = pq.coordinate_of_codewords(s, t);
-        for (size_t k = 0; k < kCodewords; ++k) row[k] += c[k] * c[k];
-      }
     std::copy(row, row + kCodewords, lut + s * kCodewords);
   }
 }
@@ -40,6 +34,7 @@ uint32_t QuantizedLut::entry_cap(size_t padded_subspaces) {
 void QuantizedLut::reset(size_t m) {
   table.assign(FastScanLayout{m}.padded_subspaces() * kCodewords, 0);
   row_min.resize(m);
+  row_max.resize(m);
 }
 
 uint32_t QuantizedLut::limit_for(float worst) const {
@@ -52,7 +47,7 @@ uint32_t QuantizedLut::limit_for(float worst) const {
 
 namespace {
 
-struct ScalarRow {
+struct ScalarRow : RowByRowMinmax<ScalarRow> {
   static void minmax(const float* row, float& lo, float& hi) {
     lo = hi = row[0];
     for (size_t k = 1; k < kCodewords; ++k) {

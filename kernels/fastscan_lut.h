@@ -13,11 +13,13 @@ namespace anisoscan {
 
 // Float table [num_subspaces][16] of partial internal distances:
 // IP: -<q_s, c_sk>; L2: ||q_s - c_sk||^2 (q already made relative to the partition center).
+// `query` has num_subspaces * sub_dim coordinates, zero past dim.
 void build_float_lut(const ProductQuantizer& pq, const float* query, bool l2, float* lut);
 
 struct QuantizedLut {
   std::vector<uint8_t> table;  // [padded sub-spaces][16]; padding rows are zero
   std::vector<float> row_min;  // [sub-spaces]: what each row had subtracted before scaling
+  std::vector<float> row_max;  // [sub-spaces]: each row's largest entry (the quantizer's scratch)
   float scale = 1.f;            // quantized units per unit of distance
   float offset = 0.f;           // sum of the per-sub-space minima
 
@@ -25,7 +27,7 @@ struct QuantizedLut {
   // min(255, 65535 / padded sub-spaces). Accumulators can then never overflow.
   static uint32_t entry_cap(size_t padded_subspaces);
 
-  // Sizes table and row_min for num_subspaces, zeroes the table, keeps the storage.
+  // Sizes table, row_min and row_max for num_subspaces, zeroes the table, keeps the storage.
   void reset(size_t num_subspaces);
 
   float distance(uint32_t quantized) const { return offset + static_cast<float>(quantized) / scale; }
@@ -40,7 +42,7 @@ struct QuantizedLut {
 void quantize_lut(const float* lut, size_t num_subspaces, QuantizedLut& out);
 
 // The quantization rule, with the per-row work supplied by one instruction-set level:
-//   Row::minmax(row, lo, hi)   smallest and largest of 16 floats;
+//   Row::minmax_rows(lut, m, lo, hi)   smallest and largest of each row's 16 floats;
 //   Row::quantize(row, lo, scale, top, out)   out[k] = min((row[k] - lo) * scale + 0.5, top),
 //   truncated to uint8, with exactly these IEEE operations (no fused multiply-add).
 // Each level then produces the same bytes, scale and offset.
@@ -52,10 +54,10 @@ void quantize_lut_rows(const float* lut, size_t m, QuantizedLut& q) {
   float* row_min = q.row_min.data();
   float range = 0.f;
   double offset = 0.0;  // summed in sub-space order by every level
+  float* row_max = q.row_max.data();
+  Row::minmax_rows(lut, m, row_min, row_max);
   for (size_t s = 0; s < m; ++s) {
-    float hi;
-    Row::minmax(lut + s * kCodewords, row_min[s], hi);
-    range = hi - row_min[s] > range ? hi - row_min[s] : range;
+    range = row_max[s] - row_min[s] > range ? row_max[s] - row_min[s] : range;
     offset += row_min[s];
   }
   const uint32_t cap = QuantizedLut::entry_cap(FastScanLayout{m}.padded_subspaces());
@@ -65,5 +67,13 @@ void quantize_lut_rows(const float* lut, size_t m, QuantizedLut& q) {
   for (size_t s = 0; s < m; ++s)
     Row::quantize(lut + s * kCodewords, row_min[s], q.scale, static_cast<float>(cap), table + s * kCodewords);
 }
+
+// Row::minmax_rows for levels that reduce one row at a time with Row::minmax(row, lo, hi).
+template <typename Row>
+struct RowByRowMinmax {
+  static void minmax_rows(const float* lut, size_t m, float* lo, float* hi) {
+    for (size_t s = 0; s < m; ++s) Row::minmax(lut + s * kCodewords, lo[s], hi[s]);
+  }
+};
 
 }  // namespace anisoscan

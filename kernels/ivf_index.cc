@@ -93,18 +93,14 @@ class PreparedTable {
       : pq_(&pq),
         kernel_(&kernel),
         lut_(pq.num_subspaces() * kCodewords),
-        residual_(pq.dim()),
+        target_(pq.num_subspaces() * pq.sub_dim(), 0.f),
         prepared_(FastScanLayout{pq.num_subspaces()}.prepared_lut_bytes()) {}
 
   // The table of `query` (IP), or of its residual to `center` (L2). Scores then carry the
   // offset <q, c> for IP (the partition's center distance) and none for L2.
   void build(const float* query, bool l2, const float* center) {
-    const float* target = query;
-    if (l2) {
-      for (size_t t = 0; t < pq_->dim(); ++t) residual_[t] = query[t] - center[t];
-      target = residual_.data();
-    }
-    build_float_lut(*pq_, target, l2, lut_.data());
+    for (size_t t = 0; t < pq_->dim(); ++t) target_[t] = l2 ? query[t] - center[t] : query[t];
+    build_float_lut(*pq_, target_.data(), l2, lut_.data());
     kernel_->quantize_lut(lut_.data(), pq_->num_subspaces(), quantized_);
     kernel_->prepare_lut(quantized_.table.data(), pq_->num_subspaces(), prepared_.data());
   }
@@ -114,7 +110,8 @@ class PreparedTable {
  private:
   const ProductQuantizer* pq_;
   const FastScanKernel* kernel_;
-  std::vector<float> lut_, residual_;
+  std::vector<float> lut_;
+  std::vector<float> target_;  // query or residual, zero-padded to whole sub-spaces
   QuantizedLut quantized_;
   AlignedVector<uint8_t> prepared_;
 };
@@ -369,12 +366,12 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
   const size_t nlist = params_.nlist, d = params_.dim;
   const bool l2 = params_.metric == Metric::kL2;
-  std::vector<float> center_ip(panel_count(nlist) * kPanelRows);
-  inner_products_panels(q, center_panels_.data(), d, nlist, center_ip.data());
-  float* dist = center_ip.data();  // L2 up to the constant ||q||^2, which the L2 tables add back
-  for (size_t c = 0; c < nlist; ++c) dist[c] = l2 ? center_norms_[c] - 2.f * center_ip[c] : -center_ip[c];
+  std::unique_ptr<float[]> dist(new float[panel_count(nlist) * kPanelRows]);  // no zeroing: all written
+  inner_products_panels(q, center_panels_.data(), d, nlist, dist.get());
+  for (size_t c = 0; c < nlist; ++c)  // L2 up to the constant ||q||^2, which the L2 tables add back
+    dist[c] = l2 ? center_norms_[c] - 2.f * dist[c] : -dist[c];
   ReservoirTopK<uint32_t> nearest(count);
-  nearest.push_run(dist, nlist, 0);
+  nearest.push_run(dist.get(), nlist, 0);
   auto best = nearest.take();
   std::sort(best.begin(), best.end());
   std::vector<std::pair<float, uint32_t>> order;

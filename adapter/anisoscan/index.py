@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _core
 from . import _validation as v
-from .params import L2_RELATIVE_THRESHOLD, IndexParams, SearchParams
+from .params import L2_RELATIVE_THRESHOLD, IndexParams, checked_search_params
 
 _NO_IDS = np.empty(0, np.int64)
 
@@ -144,7 +144,7 @@ class Index:
         """
         self._require_built("search")
         q = v.as_vectors("queries", queries, self.dim, allow_empty=True, core_checks_finite=True)
-        sp = SearchParams(k, nprobe, reorder_k, threads).checked(self._params.nlist)
+        sp = checked_search_params(k, nprobe, reorder_k, threads, self._params.nlist)
         allowed, excluded = self._filter(allowed_ids, excluded_ids)
         if q.shape[0] == 0:
             return np.empty((0, sp.k), np.int64), np.empty((0, sp.k), np.float32)
@@ -173,7 +173,7 @@ class Index:
                 raise ValueError(f"range_filter: must be larger than radius for {self.metric} (higher is closer)")
             if not larger_is_better and range_filter >= radius:
                 raise ValueError("range_filter: must be smaller than radius for L2 (lower is closer)")
-        sp = SearchParams(1, nprobe, reorder_k, threads).checked(self._params.nlist)
+        sp = checked_search_params(1, nprobe, reorder_k, threads, self._params.nlist)
         allowed, excluded = self._filter(allowed_ids, excluded_ids)
         return self._core.range_search(q, radius, range_filter, sp.nprobe, sp.threads, allowed, excluded)
 

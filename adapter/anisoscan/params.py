@@ -97,10 +97,7 @@ class SearchParams:
     threads: int = 0
 
     def checked(self, nlist: int) -> SearchParams:
-        try:  # searches repeat the same few settings: check each combination once
-            return _checked_search_params(self.k, self.nprobe, self.reorder_k, self.threads, nlist)
-        except TypeError:  # unhashable input: check it directly for the precise message
-            return self._check(nlist)
+        return checked_search_params(self.k, self.nprobe, self.reorder_k, self.threads, nlist)
 
     def _check(self, nlist: int) -> SearchParams:
         k = v.positive_int("k", self.k, 1, 1 << 20)
@@ -112,6 +109,15 @@ class SearchParams:
             raise ValueError(f"reorder_k: {reorder_k} is smaller than k={k}; use reorder_k >= k")
         threads = v.positive_int("threads", self.threads, 0, 4096)
         return SearchParams(k, nprobe, reorder_k, threads)
+
+
+def checked_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlist: int) -> SearchParams:
+    """SearchParams(k, nprobe, reorder_k, threads).checked(nlist), without building the
+    unchecked one first: searches repeat the same few settings, each is checked once."""
+    try:
+        return _checked_search_params(k, nprobe, reorder_k, threads, nlist)
+    except TypeError:  # unhashable input: check it directly for the precise message
+        return SearchParams(k, nprobe, reorder_k, threads)._check(nlist)
 
 
 # typed: 1, 1.0 and True are different keys, so a cached int never vouches for a bool.
