@@ -370,14 +370,7 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   inner_products_panels(q, center_panels_.data(), d, nlist, dist.get());
   for (size_t c = 0; c < nlist; ++c)  // L2 up to the constant ||q||^2, which the L2 tables add back
     dist[c] = l2 ? center_norms_[c] - 2.f * dist[c] : -dist[c];
-  ReservoirTopK<uint32_t> nearest(count);
-  nearest.push_run(dist.get(), nlist, 0);
-  auto best = nearest.take();
-  std::sort(best.begin(), best.end());
-  std::vector<std::pair<float, uint32_t>> order;
-  order.reserve(best.size());
-  for (const auto& e : best) order.emplace_back(e.distance, e.label);
-  return order;
+  return smallest_k(dist.get(), nlist, count);
 }
 
 void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, const IdFilter& filter, int64_t* ids,

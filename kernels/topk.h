@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace anisoscan {
@@ -64,14 +65,14 @@ class TopK {
 // Top-k by a reservoir: candidates are appended while they beat the threshold, and only
 // when 2k have gathered are they cut back to the best k (nth_element), which also tightens
 // the threshold. Pushing costs a compare and an append instead of a heap update; the result
-// equals TopK's for the same pushes. Each candidate is held as one integer,
-// (distance made order-preserving) << label bits | label, so that ordering it is a single
-// integer compare: selection is the hot spot of searches with a large reorder_k.
+// equals TopK's for the same pushes. Each candidate is held as one 128-bit integer,
+// (distance made order-preserving) << 64 | label, so that ordering it is a single integer
+// compare: selection is the hot spot of searches with a large reorder_k.
 template <typename Label>
 class ReservoirTopK {
   static_assert(std::is_unsigned<Label>::value && sizeof(Label) <= 8, "labels must be unsigned, at most 64 bits");
-  static constexpr int kLabelBits = sizeof(Label) <= 4 ? 32 : 64;
-  using Key = std::conditional_t<kLabelBits == 32, uint64_t, unsigned __int128>;
+  using Key = unsigned __int128;
+  static constexpr int kLabelBits = 64;
 
  public:
   using Entry = typename TopK<Label>::Entry;
@@ -88,18 +89,6 @@ class ReservoirTopK {
     if (!(key < threshold_) || k_ == 0) return;
     keys_[count_++] = key;
     if (count_ == 2 * k_) shrink();
-  }
-
-  // Pushes distances[i] labelled first_label + i, without a branch per candidate: for long
-  // runs where most candidates lose (ranking all partitions of a query).
-  void push_run(const float* distances, size_t n, Label first_label) {
-    if (k_ == 0) return;
-    for (size_t i = 0; i < n; ++i) {
-      const Key key = make_key(distances[i], static_cast<Label>(first_label + i));
-      keys_[count_] = key;
-      count_ += key < threshold_;
-      if (count_ == 2 * k_) shrink();
-    }
   }
 
   // The best k in no particular order; empties the reservoir.
@@ -145,5 +134,36 @@ class ReservoirTopK {
   Key threshold_ = ~Key{0};
   float worst_ = std::numeric_limits<float>::infinity();
 };
+
+// The k smallest of values[0, n) as (value, index), smallest first, ties to the smaller
+// index. A histogram over [min, max] finds the bins holding the k smallest, so that only
+// those few values are sorted: for picking the nearest of many partition centers.
+inline std::vector<std::pair<float, uint32_t>> smallest_k(const float* values, size_t n, size_t k) {
+  std::vector<std::pair<float, uint32_t>> picked;
+  if (k == 0 || n == 0) return picked;
+  float lo = values[0], hi = values[0];
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+  for (size_t i = 1; i < n; ++i) {  // ternaries, not std::min/max: these vectorize
+    lo = values[i] < lo ? values[i] : lo;
+    hi = values[i] > hi ? values[i] : hi;
+  }
+  constexpr size_t kBins = 256;
+  const float per_unit = hi > lo ? static_cast<float>(kBins) / (hi - lo) : 0.f;
+  // Non-decreasing in the value, so the bins up to the last one needed hold a prefix of the order.
+  std::vector<uint8_t> bin(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = (values[i] - lo) * per_unit;
+    bin[i] = static_cast<uint8_t>(static_cast<int32_t>(x < kBins - 1.f ? x : kBins - 1.f));
+  }
+  uint32_t count[kBins] = {};
+  for (size_t i = 0; i < n; ++i) ++count[bin[i]];
+  size_t last = 0, below = count[0];  // bins [0, last] hold at least k values
+  while (below < k && last + 1 < kBins) below += count[++last];
+  for (size_t i = 0; i < n; ++i)
+    if (bin[i] <= last) picked.emplace_back(values[i], static_cast<uint32_t>(i));
+  std::sort(picked.begin(), picked.end());  // few beyond k: the last bin's share
+  picked.resize(std::min(k, picked.size()));
+  return picked;
+}
 
 }  // namespace anisoscan

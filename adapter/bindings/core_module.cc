@@ -281,6 +281,22 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"), py::arg("threads") = 0);
 
+  m.def(
+      "smallest_k",
+      [](const FloatArray& values, size_t k) {
+        if (values.ndim() != 1) throw std::invalid_argument("values: expected a 1-D float32 array");
+        auto picked = smallest_k(values.data(), static_cast<size_t>(values.size()), k);
+        FloatArray out_values(static_cast<py::ssize_t>(picked.size()));
+        py::array_t<uint32_t> out_index(static_cast<py::ssize_t>(picked.size()));
+        for (size_t i = 0; i < picked.size(); ++i) {
+          out_values.mutable_data()[i] = picked[i].first;
+          out_index.mutable_data()[i] = picked[i].second;
+        }
+        return py::make_tuple(out_values, out_index);
+      },
+      py::arg("values"), py::arg("k"),
+      "The k smallest values and their indices, smallest first, ties to the smaller index (partition ranking).");
+
   m.def("anisotropic_eta", &anisotropic_eta, py::arg("norm"), py::arg("threshold"), py::arg("dim"),
         py::arg("exact") = false);
 
