@@ -187,6 +187,7 @@ void IndexFile::write(const IvfIndex& index, const std::string& path) {
   w.put<uint8_t>(ip.pq.exact_eta);
   w.put<uint8_t>(ip.pq.anisotropic_codebooks);
   w.put<int32_t>(ip.pq.iterations);
+  w.put<uint8_t>(ip.by_residual);
   w.put<uint8_t>(index.trained_);
   if (index.trained_) {
     w.put_array(index.centers_.data(), index.centers_.size());
@@ -264,6 +265,7 @@ IvfIndex IndexFile::read(const std::string& path, bool mmap, bool verify_checksu
   ip.pq.exact_eta = r.get<uint8_t>();
   ip.pq.anisotropic_codebooks = r.get<uint8_t>();
   ip.pq.iterations = r.get<int32_t>();
+  ip.by_residual = version >= 3 ? r.get<uint8_t>() != 0 : true;  // earlier versions knew only residual codes
   if (ip.dim == 0 || ip.dim > (1u << 20) || ip.nlist == 0 || ip.nlist > 65536) r.fail("implausible parameters");
   std::unique_ptr<IvfIndex> index;
   try {

@@ -1,4 +1,4 @@
-// The on-disk format of an IvfIndex (little-endian), version 2:
+// The on-disk format of an IvfIndex (little-endian), version 3:
 //   "ANISOSCN"  8-byte magic
 //   u32         format version
 //   u32         reserved, 0
@@ -7,10 +7,11 @@
 //               each array is a u64 element count followed by its elements, which start
 //               on a 64-byte boundary of the file (zero padding before them)
 //   u32         CRC-32 (IEEE) of the payload
-// Version 1 is the same without the padding; it is still read (by copying, not mapping).
+// Version 2 lacks the by_residual parameter (its codes are residual); version 1 also lacks
+// the padding. Both are still read (version 1 by copying, not mapping).
 // Files are written to a temporary name and renamed into place, so a crash never leaves a
-// half-written index under the final name. A version-2 file can be memory-mapped: the
-// arrays are used in place and copied only when a partition changes.
+// half-written index under the final name. A file of version 2 or later can be memory-mapped:
+// the arrays are used in place and copied only when a partition changes.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +46,7 @@ class MappedFile {
 
 class IndexFile {
  public:
-  static constexpr uint32_t kFormatVersion = 2;
+  static constexpr uint32_t kFormatVersion = 3;
   static void write(const IvfIndex& index, const std::string& path);
   static IvfIndex read(const std::string& path, bool mmap, bool verify_checksum);
   static size_t mapped_bytes(const std::shared_ptr<const MappedFile>& mapping) {

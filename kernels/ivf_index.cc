@@ -83,10 +83,10 @@ class IvfIndex::Passes {
 
 namespace {
 
-// One query's lookup table, quantized and in the kernel's register order. Inner products
-// share one table across partitions (each adds its own <q, c>); L2 codes are residuals, so
-// every partition needs a table for the query's residual to its center. The buffers are
-// kept between builds: nothing is allocated per partition.
+// One query's lookup table, quantized and in the kernel's register order. One table serves
+// every partition, except for L2 with residual codes: there each partition needs a table
+// for the query's offset from its center. The buffers are kept between builds: nothing is
+// allocated per partition.
 class PreparedTable {
  public:
   PreparedTable(const ProductQuantizer& pq, const FastScanKernel& kernel)
@@ -96,10 +96,9 @@ class PreparedTable {
         target_(pq.num_subspaces() * pq.sub_dim(), 0.f),
         prepared_(FastScanLayout{pq.num_subspaces()}.prepared_lut_bytes()) {}
 
-  // The table of `query` (IP), or of its residual to `center` (L2). Scores then carry the
-  // offset <q, c> for IP (the partition's center distance) and none for L2.
+  // The table of `query`, or of its offset from `center` when that is not null.
   void build(const float* query, bool l2, const float* center) {
-    for (size_t t = 0; t < pq_->dim(); ++t) target_[t] = l2 ? query[t] - center[t] : query[t];
+    for (size_t t = 0; t < pq_->dim(); ++t) target_[t] = center ? query[t] - center[t] : query[t];
     build_float_lut(*pq_, target_.data(), l2, lut_.data());
     kernel_->quantize_lut(lut_.data(), pq_->num_subspaces(), quantized_);
     kernel_->prepare_lut(quantized_.table.data(), pq_->num_subspaces(), prepared_.data());
@@ -237,11 +236,9 @@ void IvfIndex::train(MatrixView<const float> x) {
 
   std::vector<int32_t> assign(ns);
   assign_nearest(sv, {centers.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
-  std::vector<float> residuals(ns * d);
-  for (size_t i = 0; i < ns; ++i)
-    for (size_t t = 0; t < d; ++t) residuals[i * d + t] = sample[i * d + t] - centers[assign[i] * d + t];
+  std::vector<float> targets = code_targets(sv, centers, assign.data());
   ProductQuantizer pq(d, params_.pq.sub_dim);
-  pq.train({residuals.data(), ns, d}, sv, params_.pq);
+  pq.train({targets.data(), ns, d}, sv, params_.pq);
 
   std::unique_lock lock(*mutex_);
   centers_ = std::move(centers);
@@ -263,11 +260,9 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<int32_t> assign(n);
   assign_nearest(xv, {centers_.data(), params_.nlist, d}, params_.metric != Metric::kL2, assign.data(), nullptr,
                  params_.threads);
-  std::vector<float> residuals(n * d);
-  for (size_t i = 0; i < n; ++i)
-    for (size_t t = 0; t < d; ++t) residuals[i * d + t] = xp[i * d + t] - centers_[assign[i] * d + t];
+  std::vector<float> targets = code_targets(xv, centers_, assign.data());
   std::vector<uint8_t> codes(n * m);
-  pq_.encode({residuals.data(), n, d}, xv, params_.pq, codes.data());
+  pq_.encode({targets.data(), n, d}, xv, params_.pq, codes.data());
 
   std::unique_lock lock(*mutex_);
   std::unordered_set<int64_t> incoming(ids, ids + n);
@@ -291,6 +286,20 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   for (size_t i = 0; i < n; ++i)
     partitions_[assign[i]].append(layout_, ids[i], codes.data() + i * m,
                                   params_.with_raw_data ? xv.row(i) : nullptr, d);
+}
+
+std::vector<float> IvfIndex::code_targets(MatrixView<const float> x, const std::vector<float>& centers,
+                                          const int32_t* assign) const {
+  const size_t d = x.cols;
+  std::vector<float> targets(x.data, x.data + x.rows * d);
+  if (params_.by_residual)
+    for (size_t i = 0; i < x.rows; ++i)
+      for (size_t t = 0; t < d; ++t) targets[i * d + t] -= centers[assign[i] * d + t];
+  return targets;
+}
+
+float IvfIndex::score_bias(float center_distance) const {
+  return params_.by_residual && params_.metric != Metric::kL2 ? center_distance : 0.f;
 }
 
 std::vector<IvfIndex::Location> IvfIndex::locate(Span<const int64_t> ids, const char* what) const {
@@ -403,14 +412,14 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
 void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, const Passes* passes,
                             const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
   const size_t nq = q.rows, m = pq_.num_subspaces();
-  const bool l2 = params_.metric == Metric::kL2;
+  const bool l2 = params_.metric == Metric::kL2, per_partition = tables_per_partition();
   const size_t keep = params_.with_raw_data ? std::max(sp.k, sp.reorder_k) : sp.k;
   std::vector<ReservoirTopK<uint64_t>> heaps(nq, ReservoirTopK<uint64_t>(keep));
-  // IP: one table per query, built once. L2: one per query of the current pass, rebuilt.
-  std::vector<PreparedTable> tables(l2 ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq,
+  // One table per query, built once; or per partition: one per query of the current pass, rebuilt.
+  std::vector<PreparedTable> tables(per_partition ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq,
                                     PreparedTable(pq_, kernel));
-  if (!l2)
-    for (size_t i = 0; i < nq; ++i) tables[i].build(q.row(i), false, nullptr);
+  if (!per_partition)
+    for (size_t i = 0; i < nq; ++i) tables[i].build(q.row(i), l2, nullptr);
 
   struct Visit {
     uint32_t rank;  // of the partition for this query
@@ -448,9 +457,9 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     ScanSink* sink_ptrs[kPass];
     sinks.clear();
     for (size_t j = 0; j < count; ++j) {
-      PreparedTable& table = tables[l2 ? j : v[j].query];
-      if (l2) table.build(q.row(v[j].query), true, centers_.data() + p * params_.dim);
-      const float bias = l2 ? 0.f : v[j].center_distance;
+      PreparedTable& table = tables[per_partition ? j : v[j].query];
+      if (per_partition) table.build(q.row(v[j].query), true, centers_.data() + p * params_.dim);
+      const float bias = score_bias(v[j].center_distance);
       sinks.emplace_back(heaps[v[j].query], table.lut(), bias, p, passes);
       luts[j] = table.prepared();
       limits[j] = sinks[j].limit();
@@ -534,7 +543,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.data() + qi * d;
       auto& out = hits[qi];
-      if (!l2 && !params_.with_raw_data) table.build(q, false, nullptr);
+      if (!tables_per_partition() && !params_.with_raw_data) table.build(q, l2, nullptr);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
         const Partition& part = partitions_[p];
         if (params_.with_raw_data) {  // exact distances: the range answer is exact
@@ -544,8 +553,8 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
             if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
           }
         } else if (part.size() > 0) {
-          if (l2) table.build(q, true, centers_.data() + p * d);
-          const float bias = l2 ? 0.f : center_distance;
+          if (tables_per_partition()) table.build(q, true, centers_.data() + p * d);
+          const float bias = score_bias(center_distance);
           RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, p, passes.get());
           kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
         }

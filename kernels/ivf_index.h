@@ -23,6 +23,10 @@ struct IndexParams {
   Metric metric = Metric::kIP;
   size_t nlist = 128;
   bool with_raw_data = true;
+  // Codes approximate each vector's offset from its partition center (more accurate), or the
+  // vector itself. Under L2, residual codes need a lookup table per partition searched;
+  // direct codes share one table per query, which pays off for small partitions.
+  bool by_residual = true;
   size_t training_sample_size = 100000;
   int kmeans_iters = 10;
   PQTrainParams pq;  // sub_dim, anisotropic_threshold, ... (pq.threads mirrors threads)
@@ -97,6 +101,14 @@ class IvfIndex {
   class Passes;
 
   std::vector<float> prepare(MatrixView<const float> x) const;
+  // What the codes approximate: each row minus its partition's center, or the row (by_residual).
+  std::vector<float> code_targets(MatrixView<const float> x, const std::vector<float>& centers,
+                                  const int32_t* assign) const;
+  // Whether each searched partition needs its own lookup table (L2 with residual codes).
+  bool tables_per_partition() const { return params_.metric == Metric::kL2 && params_.by_residual; }
+  // What a partition adds to its codes' scores: <q, c> for IP/COSINE residual codes; L2
+  // tables and direct codes score the whole distance.
+  float score_bias(float center_distance) const;
   void check_searchable(MatrixView<const float> queries, const SearchParams& sp) const;
   std::vector<std::pair<float, uint32_t>> rank_partitions(const float* q, size_t count) const;
   // Queries searched together: they share each pass over a partition's codes.

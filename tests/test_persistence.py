@@ -115,36 +115,62 @@ def test_truncated_file_with_mmap(saved, tmp_path):
         Index.load(empty, mmap=True)
 
 
-def as_version_1(data: bytes) -> bytes:
-    """Re-encodes a version-2 file as version 1 (no alignment padding), following the
-    format description in kernels/index_file.h independently of the C++ reader."""
+def as_older_version(data: bytes, version: int) -> bytes:
+    """Re-encodes a version-3 file as version 2 (no by_residual byte) or 1 (nor alignment
+    padding), following the format description in kernels/index_file.h independently of
+    the C++ reader."""
     header, align = 24, 64
     payload = data[header:-4]
-    fixed = 8 + 4 + 8 + 1 + 8 + 4 + 8 + 8 + 8 + 1 + 1 + 4  # parameters
+    fixed = 8 + 4 + 8 + 1 + 8 + 4 + 8 + 8 + 8 + 1 + 1 + 4  # parameters up to pq iterations
     dim, = struct.unpack_from("<Q", payload, 0)
     nlist, = struct.unpack_from("<Q", payload, 12)
     with_raw = payload[20]
     sub_dim, = struct.unpack_from("<Q", payload, 41)
-    out = bytearray(payload[: fixed + 1])
-    pos = fixed + 1
-    if payload[fixed]:
+    assert payload[fixed] == 1, "older versions know residual codes only"
+    out = bytearray(payload[:fixed] + payload[fixed + 1: fixed + 2])  # drop by_residual, keep "trained"
+    pos = fixed + 2
+
+    def pad_to_alignment() -> None:
+        if version >= 2:
+            out.extend(bytes((align - (header + len(out)) % align) % align))
+
+    if payload[fixed + 1]:
         sizes = [4, 4] + [8, 1, 4] * nlist  # element sizes: centers, codebooks, then per partition
         for size in sizes:
             n, = struct.unpack_from("<Q", payload, pos)
             pos += 8
             pos += (align - (header + pos) % align) % align
-            out += struct.pack("<Q", n) + payload[pos: pos + n * size]
+            out += struct.pack("<Q", n)
+            pad_to_alignment()
+            out += payload[pos: pos + n * size]
             pos += n * size
     assert pos == len(payload) and dim > 0 and sub_dim > 0 and with_raw in (0, 1)
-    return (b"ANISOSCN" + struct.pack("<IIQ", 1, 0, len(out)) + bytes(out)
+    return (b"ANISOSCN" + struct.pack("<IIQ", version, 0, len(out)) + bytes(out)
             + struct.pack("<I", zlib.crc32(bytes(out))))
 
 
-def test_version_1_files_still_load(saved, tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_versions_still_load(saved, tmp_path, version):
     index, path, x = saved
-    old = tmp_path / "v1.idx"
-    old.write_bytes(as_version_1(path.read_bytes()))
+    old = tmp_path / f"v{version}.idx"
+    old.write_bytes(as_older_version(path.read_bytes(), version))
     for mmap in (False, True):
         loaded = Index.load(old, mmap=mmap)
+        assert loaded.params == index.params and loaded.params.by_residual
         np.testing.assert_array_equal(loaded.search(x[:30], 10, nprobe=4, reorder_k=30)[0],
                                       index.search(x[:30], 10, nprobe=4, reorder_k=30)[0])
+
+
+@pytest.mark.parametrize("metric", ["L2", "IP"])
+def test_direct_codes_survive_a_round_trip(tmp_path, metric):
+    x = np.random.default_rng(9).normal(size=(900, 16)).astype(np.float32)
+    index = Index(16, metric, nlist=12, by_residual=False).build(x)
+    index.save(tmp_path / "direct.idx")
+    for mmap in (False, True):
+        loaded = Index.load(tmp_path / "direct.idx", mmap=mmap)
+        assert loaded.params == index.params and not loaded.params.by_residual
+        for reorder_k in (10, 60):
+            a = loaded.search(x[:50], 10, nprobe=5, reorder_k=reorder_k)
+            b = index.search(x[:50], 10, nprobe=5, reorder_k=reorder_k)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])

@@ -46,6 +46,23 @@ def test_range_search_without_raw_data_is_close(clustered):
     assert (dist > 0.8).all()
 
 
+@pytest.mark.parametrize("metric", ["L2", "IP"])
+@pytest.mark.parametrize("by_residual", [True, False])
+def test_range_search_without_raw_data_scores_like_search(clustered, metric, by_residual):
+    """Both paths score with the same tables and offsets: what search ranks by codes,
+    range search returns with the same approximate distances."""
+    data = clustered[metric]
+    index = Index(data.dim, metric, nlist=16, with_raw_data=False, by_residual=by_residual).build(data.base)
+    ids, dist = index.search(data.queries[:20], 10, nprobe=16)
+    for i in range(20):
+        toward_worse = np.float32(np.inf if metric == "L2" else -np.inf)
+        radius = float(np.nextafter(dist[i, -1], toward_worse))
+        _, got_ids, got_dist = index.range_search(data.queries[i:i + 1], radius, nprobe=16)
+        got = dict(zip(got_ids.tolist(), got_dist.tolist()))
+        assert set(ids[i].tolist()) <= set(got)
+        np.testing.assert_array_equal([got[j] for j in ids[i].tolist()], dist[i])
+
+
 def test_range_search_bad_bounds(clustered):
     data = clustered["L2"]
     index = Index(data.dim, "L2", nlist=8).build(data.base)

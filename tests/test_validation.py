@@ -103,6 +103,7 @@ def test_nlist_larger_than_data():
 @pytest.mark.parametrize("params, match", [
     ({"nlist": 0}, "nlist"), ({"nlist": 70000}, "nlist"), ({"sub_dim": 0}, "sub_dim"),
     ({"sub_dim": 9}, "sub_dim"), ({"with_raw_data": "maybe"}, "with_raw_data"),
+    ({"by_residual": 2}, "by_residual"),
     ({"anisotropic_threshold": -1}, "anisotropic_threshold"), ({"bogus": 1}, "bogus"),
 ])
 def test_bad_build_params(params, match):

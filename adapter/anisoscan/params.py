@@ -30,6 +30,7 @@ class IndexParams:
     nlist: int = 128
     sub_dim: int = 2
     with_raw_data: bool = True
+    by_residual: bool = True  # codes of offsets from the partition center; False: of the vectors
     anisotropic_threshold: float | None = None  # None: the metric's default (see above)
     anisotropic_codebooks: bool = True  # solve the codebook update under the loss too
     exact_eta: bool = True  # finite-d eta (measured better than the large-d limit on GloVe-50)
@@ -49,6 +50,7 @@ class IndexParams:
         set_(self, "nlist", v.positive_int("nlist", self.nlist, 1, 65536))
         set_(self, "sub_dim", v.positive_int("sub_dim", self.sub_dim, 1, min(16, self.dim)))
         set_(self, "with_raw_data", v.boolean("with_raw_data", self.with_raw_data))
+        set_(self, "by_residual", v.boolean("by_residual", self.by_residual))
         t = self.anisotropic_threshold
         if t is not None:
             t = v.real_number("anisotropic_threshold", t, 0.0)

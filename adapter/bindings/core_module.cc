@@ -129,7 +129,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<IvfIndex>(m, "IvfIndex")
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t sub_dim, bool with_raw_data,
-                       double anisotropic_threshold, bool exact_eta, bool anisotropic_codebooks,
+                       bool by_residual, double anisotropic_threshold, bool exact_eta, bool anisotropic_codebooks,
                        int pq_iterations, size_t training_sample_size, int kmeans_iters, uint64_t seed,
                        int threads) {
              IndexParams p;
@@ -137,6 +137,7 @@ PYBIND11_MODULE(_core, m) {
              p.metric = parse_metric(metric);
              p.nlist = nlist;
              p.with_raw_data = with_raw_data;
+             p.by_residual = by_residual;
              p.training_sample_size = training_sample_size;
              p.kmeans_iters = kmeans_iters;
              p.seed = seed;
@@ -149,7 +150,7 @@ PYBIND11_MODULE(_core, m) {
              return IvfIndex(p);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("sub_dim"), py::arg("with_raw_data"),
-           py::arg("anisotropic_threshold"), py::arg("exact_eta"), py::arg("anisotropic_codebooks"),
+           py::arg("by_residual"), py::arg("anisotropic_threshold"), py::arg("exact_eta"), py::arg("anisotropic_codebooks"),
            py::arg("pq_iterations"), py::arg("training_sample_size"), py::arg("kmeans_iters"), py::arg("seed"),
            py::arg("threads"))
       .def("train",
@@ -252,6 +253,7 @@ PYBIND11_MODULE(_core, m) {
         d["nlist"] = p.nlist;
         d["sub_dim"] = p.pq.sub_dim;
         d["with_raw_data"] = p.with_raw_data;
+        d["by_residual"] = p.by_residual;
         d["anisotropic_threshold"] = p.pq.anisotropic_threshold;
         d["exact_eta"] = p.pq.exact_eta;
         d["anisotropic_codebooks"] = p.pq.anisotropic_codebooks;

@@ -273,7 +273,7 @@ def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: i
 
     timing = timing or TimingPlan()
     started = time.time()
-    kinds, skipped = peers_mod.available(names)
+    kinds, skipped = peers_mod.available(names, w.metric)
     machine = machine_info(kinds)
     runs: list[_Run] = []
     with logging_redirect_tqdm():

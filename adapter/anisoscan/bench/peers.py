@@ -83,6 +83,11 @@ class Peer(abc.ABC):
         return None
 
     @classmethod
+    def not_for(cls, metric: str) -> str | None:
+        """Why this peer has nothing to show for the metric, or None."""
+        return None
+
+    @classmethod
     def version(cls) -> str:
         module = importlib.import_module(cls.package)
         return str(getattr(module, "__version__", "unknown"))
@@ -146,6 +151,19 @@ class Anisoscan(Peer):
         return self.index.memory_bytes
 
 
+class AnisoscanDirect(Anisoscan):
+    """Direct codes: one lookup table per query under L2 instead of one per partition."""
+
+    name = "anisoscan-direct"
+    description = ("anisoscan with by_residual=False: codes of the vectors, not of their offsets from the "
+                   "partition center; exact reorder from raw vectors")
+    build_options: ClassVar[dict[str, Any]] = {"by_residual": False}
+
+    @classmethod
+    def not_for(cls, metric: str) -> str | None:
+        return None if metric == "L2" else "inner products share one table per query with residual codes too"
+
+
 class AnisoscanNoRaw(Anisoscan):
     name = "anisoscan-noraw"
     description = "anisoscan without raw vectors: ranked by the 4-bit codes alone"
@@ -183,6 +201,11 @@ class Scann(Peer):
     package = "scann"
     description = "Google ScaNN: tree + score_ah(2, threshold 0.2) + exact reorder"
     reorder = True
+
+    @classmethod
+    def not_for(cls, metric: str) -> str | None:
+        """Why this peer has nothing to show for the metric, or None."""
+        return None
 
     @classmethod
     def version(cls) -> str:
@@ -352,6 +375,11 @@ class Hnswlib(Peer):
     description = "hnswlib HNSW graph over uncompressed vectors"
 
     @classmethod
+    def not_for(cls, metric: str) -> str | None:
+        """Why this peer has nothing to show for the metric, or None."""
+        return None
+
+    @classmethod
     def version(cls) -> str:
         from importlib.metadata import version
 
@@ -390,7 +418,7 @@ class Hnswlib(Peer):
 
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    Anisoscan, AnisoscanNoRaw, AnisoscanPlainPQ, AnisoscanAssignOnly, Scann, ScannNoReorder,
+    Anisoscan, AnisoscanDirect, AnisoscanNoRaw, AnisoscanPlainPQ, AnisoscanAssignOnly, Scann, ScannNoReorder,
     FaissIvfPqFastScan, FaissIvfPqFastScanRefine, FaissIvfFlat, Hnswlib)}
 
 
@@ -402,15 +430,15 @@ def default_nlist(n: int) -> int:
     return max(1, int(round(raw / 10**digits)) * 10**digits)
 
 
-def available(names: list[str]) -> tuple[list[type[Peer]], dict[str, str]]:
-    """The peers among names that can run here, and {name: why not} for the others."""
+def available(names: list[str], metric: str) -> tuple[list[type[Peer]], dict[str, str]]:
+    """The peers among names that can run here on the metric, and {name: why not} for the others."""
     unknown = [n for n in names if n not in PEERS]
     if unknown:
         raise ValueError(f"peers: unknown {unknown}; known: {', '.join(PEERS)}")
     runnable: list[type[Peer]] = []
     skipped: dict[str, str] = {}
     for name in names:
-        why = PEERS[name].missing()
+        why = PEERS[name].missing() or PEERS[name].not_for(metric)
         if why is None:
             runnable.append(PEERS[name])
         else:
