@@ -7,6 +7,7 @@
 
 #include "distances.h"
 #include "kmeans.h"
+#include "multiversion.h"
 #include "parallel.h"
 
 namespace anisoscan {
@@ -120,22 +121,24 @@ void ProductQuantizer::set_codebooks(std::vector<float> codebooks) {
   derive_transposed();
 }
 
+// All 16 codewords of a sub-space at once, from the transposed codebooks.
+ANISOSCAN_MULTIVERSION
 void ProductQuantizer::nearest_codes(const float* y, uint8_t* codes) const {
   for (size_t s = 0; s < m_; ++s) {
-    const float* ys = y + s * sub_dim_;
-    float best = std::numeric_limits<float>::infinity();
-    uint8_t arg = 0;
-    for (size_t k = 0; k < kCodewords; ++k) {
-      float dist = l2_sq(ys, codeword(s, k), sub_dim_);
-      if (dist < best) {
-        best = dist;
-        arg = static_cast<uint8_t>(k);
-      }
+    float dist[kCodewords] = {};
+    for (size_t t = 0; t < sub_dim_; ++t) {
+      const float yt = y[s * sub_dim_ + t];
+      const float* c = coordinate_of_codewords(s, t);
+      for (size_t k = 0; k < kCodewords; ++k) dist[k] += (yt - c[k]) * (yt - c[k]);
     }
+    uint8_t arg = 0;
+    for (size_t k = 1; k < kCodewords; ++k)
+      if (dist[k] < dist[arg]) arg = static_cast<uint8_t>(k);
     codes[s] = arg;
   }
 }
 
+ANISOSCAN_MULTIVERSION
 void ProductQuantizer::refine_codes(const float* y, const float* u, double eta, int max_rounds,
                                     uint8_t* codes) const {
   if (eta <= 1.0) return;  // plain loss: nearest codes are already optimal
@@ -161,25 +164,29 @@ void ProductQuantizer::refine_codes(const float* y, const float* u, double eta, 
         old_par += r[s * ds + t] * us[t];
       }
       const double base_sq = norm_sq - old_sq, base_par = par - old_par;
+      // Every codeword's share of ||r||^2 and <r, u>, 16 at a time (transposed codebooks).
+      double sq[kCodewords] = {}, pr[kCodewords] = {};
+      for (size_t t = 0; t < ds; ++t) {
+        const double yt = ys[t], ut = us[t];
+        const float* c = coordinate_of_codewords(s, t);
+        for (size_t k = 0; k < kCodewords; ++k) {
+          const double v = yt - c[k];
+          sq[k] += v * v;
+          pr[k] += v * ut;
+        }
+      }
       double best_loss = norm_sq + w * par * par;
       size_t best_k = codes[s];
       double best_sq = old_sq, best_par = old_par;
       for (size_t k = 0; k < kCodewords; ++k) {
         if (k == codes[s]) continue;
-        const float* c = codeword(s, k);
-        double sq = 0.0, pr = 0.0;
-        for (size_t t = 0; t < ds; ++t) {
-          double v = static_cast<double>(ys[t]) - c[t];
-          sq += v * v;
-          pr += v * us[t];
-        }
-        double p = base_par + pr;
-        double loss = base_sq + sq + w * p * p;
+        const double p = base_par + pr[k];
+        const double loss = base_sq + sq[k] + w * p * p;
         if (loss < best_loss) {
           best_loss = loss;
           best_k = k;
-          best_sq = sq;
-          best_par = pr;
+          best_sq = sq[k];
+          best_par = pr[k];
         }
       }
       if (best_k != codes[s]) {

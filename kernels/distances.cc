@@ -28,40 +28,6 @@ float l2_sq(const float* a, const float* b, size_t d) {
   return s;
 }
 
-// Four y rows per pass so that each x element is loaded once per four dot products.
-ANISOSCAN_MULTIVERSION
-static void inner_products_tile(const float* xi, const float* y0, const float* y1, const float* y2,
-                                const float* y3, size_t d, float* out4) {
-  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-  for (size_t t = 0; t < d; ++t) {
-    s0 += xi[t] * y0[t];
-    s1 += xi[t] * y1[t];
-    s2 += xi[t] * y2[t];
-    s3 += xi[t] * y3[t];
-  }
-  out4[0] = s0;
-  out4[1] = s1;
-  out4[2] = s2;
-  out4[3] = s3;
-}
-
-void inner_products(MatrixView<const float> x, MatrixView<const float> y, float* out) {
-  const size_t d = x.cols;
-  constexpr size_t kRowBlock = 64;  // keeps a y block in L1/L2 while x rows stream by
-  for (size_t j0 = 0; j0 < y.rows; j0 += kRowBlock) {
-    size_t j1 = std::min(y.rows, j0 + kRowBlock);
-    for (size_t i = 0; i < x.rows; ++i) {
-      const float* xi = x.row(i);
-      float* o = out + i * y.rows;
-      size_t j = j0;
-      for (; j + 4 <= j1; j += 4)
-        inner_products_tile(xi, y.row(j), y.row(j + 1), y.row(j + 2), y.row(j + 3), d, o + j);
-      for (; j < j1; ++j) o[j] = dot(xi, y.row(j), d);
-    }
-  }
-}
-
 std::vector<float> to_panels(MatrixView<const float> y) {
   std::vector<float> panels(panel_count(y.rows) * kPanelRows * y.cols, 0.f);
   for (size_t j = 0; j < y.rows; ++j) {
@@ -71,17 +37,32 @@ std::vector<float> to_panels(MatrixView<const float> y) {
   return panels;
 }
 
+// R rows of x against one panel: R x kPanelRows sums held in registers across all of d.
+// Always inlined, so that each multi-versioned caller compiles it for its own ISA.
+template <size_t R>
+[[gnu::always_inline]] static inline void panel_tile(const float* x, size_t d, const float* panel, float* out, size_t out_stride) {
+  float sums[R][kPanelRows] = {};
+  for (size_t t = 0; t < d; ++t) {
+    const float* column = panel + t * kPanelRows;
+    for (size_t r = 0; r < R; ++r) {
+      const float xt = x[r * d + t];
+#pragma omp simd
+      for (size_t j = 0; j < kPanelRows; ++j) sums[r][j] += xt * column[j];
+    }
+  }
+  for (size_t r = 0; r < R; ++r)
+    for (size_t j = 0; j < kPanelRows; ++j) out[r * out_stride + j] = sums[r][j];
+}
+
 ANISOSCAN_MULTIVERSION
-void inner_products_panels(const float* q, const float* panels, size_t d, size_t ny, float* out) {
+void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out) {
+  const size_t d = x.cols, stride = panel_count(ny) * kPanelRows;
+  constexpr size_t kRows = 4;  // each panel load feeds four rows
   for (size_t b = 0; b < panel_count(ny); ++b) {
     const float* panel = panels + b * kPanelRows * d;
-    float sums[kPanelRows] = {};
-    for (size_t t = 0; t < d; ++t) {
-      const float qt = q[t];
-#pragma omp simd
-      for (size_t j = 0; j < kPanelRows; ++j) sums[j] += qt * panel[t * kPanelRows + j];
-    }
-    for (size_t j = 0; j < kPanelRows; ++j) out[b * kPanelRows + j] = sums[j];
+    size_t i = 0;
+    for (; i + kRows <= x.rows; i += kRows) panel_tile<kRows>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
+    for (; i < x.rows; ++i) panel_tile<1>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
   }
 }
 
@@ -100,28 +81,47 @@ void normalize_rows(MatrixView<float> x) {
   }
 }
 
+// The first index of the smallest internal distance, given a row's inner products with the
+// centers (overwritten with the distances); best receives that distance. Two passes that
+// vectorize: the distances and their minimum, then the chunk where it first occurs.
+ANISOSCAN_MULTIVERSION
+static int32_t nearest_center(float* __restrict ip, const float* __restrict center_norms, size_t n, bool spherical,
+                              float& best) {
+  float lowest = std::numeric_limits<float>::infinity();  // a local: `best` might alias ip
+  const float norm_weight = spherical ? 0.f : 1.f, ip_weight = spherical ? -1.f : -2.f;
+#pragma omp simd reduction(min : lowest)
+  for (size_t c = 0; c < n; ++c) {  // L2 up to the constant ||x||^2: ||c||^2 - 2<x,c>; spherical: -<x,c>
+    const float dist = norm_weight * center_norms[c] + ip_weight * ip[c];
+    ip[c] = dist;
+    lowest = dist < lowest ? dist : lowest;
+  }
+  constexpr size_t kChunk = 16;  // find the chunk holding it without a branch per element
+  size_t arg = 0;
+  for (; arg + kChunk <= n; arg += kChunk) {
+    int hit = 0;
+#pragma omp simd reduction(| : hit)
+    for (size_t c = arg; c < arg + kChunk; ++c) hit |= ip[c] == lowest;
+    if (hit) break;
+  }
+  while (arg + 1 < n && !(ip[arg] == lowest)) ++arg;
+  best = lowest;
+  return static_cast<int32_t>(arg);
+}
+
 void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, bool spherical,
                     int32_t* assignment, float* distance, int threads) {
   std::vector<float> center_norms = row_norms_sq(centers);
-  constexpr size_t kBatch = 256;
+  const std::vector<float> panels = to_panels(centers);
+  const size_t stride = panel_count(centers.rows) * kPanelRows;
+  constexpr size_t kBatch = 32;  // rows per pass: their inner products stay in L2
   parallel_for(x.rows, threads, kBatch, [&](size_t begin, size_t end, int) {
-    std::vector<float> ip(kBatch * centers.rows);
+    std::vector<float> ip(kBatch * stride);
     for (size_t b = begin; b < end; b += kBatch) {
       size_t nb = std::min(kBatch, end - b);
-      inner_products({x.row(b), nb, x.cols}, centers, ip.data());
+      inner_products_panels({x.row(b), nb, x.cols}, panels.data(), centers.rows, ip.data());
       for (size_t i = 0; i < nb; ++i) {
-        const float* row = ip.data() + i * centers.rows;
-        float best = std::numeric_limits<float>::infinity();
-        int32_t arg = 0;
-        for (size_t c = 0; c < centers.rows; ++c) {
-          // L2 up to the constant ||x||^2: ||c||^2 - 2<x,c>.
-          float v = spherical ? -row[c] : center_norms[c] - 2.f * row[c];
-          if (v < best) {
-            best = v;
-            arg = static_cast<int32_t>(c);
-          }
-        }
-        assignment[b + i] = arg;
+        float best;
+        assignment[b + i] = nearest_center(ip.data() + i * stride, center_norms.data(), centers.rows, spherical, best);
         if (distance) {
           const float* xi = x.row(b + i);
           distance[b + i] = spherical ? best : std::max(0.f, best + dot(xi, xi, x.cols));

@@ -14,9 +14,6 @@ namespace anisoscan {
 float dot(const float* a, const float* b, size_t d);
 float l2_sq(const float* a, const float* b, size_t d);
 
-// out[i * y.rows + j] = <x_i, y_j>.
-void inner_products(MatrixView<const float> x, MatrixView<const float> y, float* out);
-
 // Internal distance (smaller is better) of one pair under the metric; cosine assumes
 // both sides are already normalized.
 inline float internal_distance(Metric metric, const float* q, const float* x, size_t d) {
@@ -31,8 +28,9 @@ constexpr size_t kPanelRows = 64;
 inline size_t panel_count(size_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }
 std::vector<float> to_panels(MatrixView<const float> y);
 
-// out[j] = <q, y_j> for the panels of ny rows; out has room for panel_count(ny) * kPanelRows.
-void inner_products_panels(const float* q, const float* panels, size_t d, size_t ny, float* out);
+// out[i * stride + j] = <x_i, y_j> for the panels of ny rows y, where stride (the room per
+// row of out) is panel_count(ny) * kPanelRows.
+void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out);
 
 // Squared norms of the rows.
 std::vector<float> row_norms_sq(MatrixView<const float> x);

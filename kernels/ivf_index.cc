@@ -376,7 +376,7 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   const size_t nlist = params_.nlist, d = params_.dim;
   const bool l2 = params_.metric == Metric::kL2;
   std::unique_ptr<float[]> dist(new float[panel_count(nlist) * kPanelRows]);  // no zeroing: all written
-  inner_products_panels(q, center_panels_.data(), d, nlist, dist.get());
+  inner_products_panels({q, 1, d}, center_panels_.data(), nlist, dist.get());
   for (size_t c = 0; c < nlist; ++c)  // L2 up to the constant ||q||^2, which the L2 tables add back
     dist[c] = l2 ? center_norms_[c] - 2.f * dist[c] : -dist[c];
   return smallest_k(dist.get(), nlist, count);
