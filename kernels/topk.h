@@ -77,8 +77,7 @@ class ReservoirTopK {
  public:
   using Entry = typename TopK<Label>::Entry;
 
-  // Room for 2k candidates plus one slot that branch-free appends may write and not keep.
-  explicit ReservoirTopK(size_t k) : k_(k), keys_(2 * k + 1) {}
+  explicit ReservoirTopK(size_t k) : k_(k), keys_(2 * k) {}
 
   size_t size() const { return std::min(count_, k_); }
   // Distance a candidate must beat (or tie with a smaller label) to be kept.
