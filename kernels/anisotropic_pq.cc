@@ -202,32 +202,47 @@ void ProductQuantizer::refine_codes(const float* y, const float* u, double eta, 
 }
 
 void ProductQuantizer::update_codebooks(const Workspace& ws, const std::vector<uint8_t>& codes) {
-  const size_t n = ws.n, D = ws.D, ds = sub_dim_;
-  // Residuals and their parallel components under the current codebooks.
-  std::vector<double> r(n * D), par(n, 0.0);
+  const size_t n = ws.n, ds = sub_dim_, slice = n * ds;
+  // Sub-space-major copies of y, u and the codes: each pass below then streams one
+  // sub-space's slice instead of striding across every row. Residuals are recomputed from y
+  // and the codebooks (as floats, as they were first computed), not stored.
+  std::vector<float> y(m_ * slice), u(m_ * slice);
+  std::vector<uint8_t> code(m_ * n);
+  std::vector<double> par(n, 0.0);  // <r, u> of each row under the current codebooks
   for (size_t i = 0; i < n; ++i)
-    for (size_t s = 0; s < m_; ++s)
+    for (size_t s = 0; s < m_; ++s) {
+      code[s * n + i] = codes[i * m_ + s];
+      const float* c = codeword(s, codes[i * m_ + s]);
       for (size_t t = 0; t < ds; ++t) {
-        size_t j = s * ds + t;
-        r[i * D + j] = ws.yrow(i)[j] - codeword(s, codes[i * m_ + s])[t];
-        par[i] += r[i * D + j] * ws.urow(i)[j];
+        const size_t j = s * ds + t, at = s * slice + i * ds + t;
+        y[at] = ws.yrow(i)[j];
+        u[at] = ws.urow(i)[j];
+        const double r = y[at] - c[t];
+        par[i] += r * u[at];
       }
+    }
   // Gauss-Seidel over sub-spaces: each codeword solves a ds x ds weighted least squares
   // (A c = b) with every other sub-space held fixed.
   std::vector<double> A(kCodewords * ds * ds), b(kCodewords * ds);
   std::vector<size_t> count(kCodewords);
+  std::vector<float> old(kCodewords * ds);
   for (size_t s = 0; s < m_; ++s) {
+    const float* ys_all = y.data() + s * slice;
+    const float* us_all = u.data() + s * slice;
+    const uint8_t* ks = code.data() + s * n;
+    std::copy(codebooks_.begin() + s * kCodewords * ds, codebooks_.begin() + (s + 1) * kCodewords * ds, old.begin());
     std::fill(A.begin(), A.end(), 0.0);
     std::fill(b.begin(), b.end(), 0.0);
     std::fill(count.begin(), count.end(), 0);
     for (size_t i = 0; i < n; ++i) {
-      size_t k = codes[i * m_ + s];
-      const float* us = ws.urow(i) + s * ds;
-      const float* ys = ws.yrow(i) + s * ds;
-      const double* rs = r.data() + i * D + s * ds;
+      const size_t k = ks[i];
+      const float* us = us_all + i * ds;
+      const float* ys = ys_all + i * ds;
+      const float* c = old.data() + k * ds;
       double w = ws.eta[i] - 1.0, rs_par = 0.0, ys_par = 0.0;
       for (size_t t = 0; t < ds; ++t) {
-        rs_par += rs[t] * us[t];
+        const double r = ys[t] - c[t];
+        rs_par += r * us[t];
         ys_par += static_cast<double>(ys[t]) * us[t];
       }
       double rest = par[i] - rs_par;
@@ -236,7 +251,7 @@ void ProductQuantizer::update_codebooks(const Workspace& ws, const std::vector<u
       ++count[k];
       for (size_t a = 0; a < ds; ++a) {
         bk[a] += ys[a] + w * us[a] * (ys_par + rest);
-        for (size_t c = 0; c < ds; ++c) Ak[a * ds + c] += w * us[a] * us[c];
+        for (size_t c2 = 0; c2 < ds; ++c2) Ak[a * ds + c2] += w * us[a] * us[c2];
       }
     }
     for (size_t k = 0; k < kCodewords; ++k) {
@@ -261,14 +276,13 @@ void ProductQuantizer::update_codebooks(const Workspace& ws, const std::vector<u
       }
     }
     for (size_t i = 0; i < n; ++i) {
-      const float* us = ws.urow(i) + s * ds;
-      const float* ys = ws.yrow(i) + s * ds;
-      double* rs = r.data() + i * D + s * ds;
-      const float* c = codeword(s, codes[i * m_ + s]);
+      const float* us = us_all + i * ds;
+      const float* ys = ys_all + i * ds;
+      const float* before = old.data() + ks[i] * ds;
+      const float* c = codeword(s, ks[i]);
       for (size_t t = 0; t < ds; ++t) {
-        double v = static_cast<double>(ys[t]) - c[t];
-        par[i] += (v - rs[t]) * us[t];
-        rs[t] = v;
+        const double v = static_cast<double>(ys[t]) - c[t], r = ys[t] - before[t];
+        par[i] += (v - r) * us[t];
       }
     }
   }
