@@ -40,7 +40,8 @@ std::vector<float> to_panels(MatrixView<const float> y) {
 // R rows of x against one panel: R x kPanelRows sums held in registers across all of d.
 // Always inlined, so that each multi-versioned caller compiles it for its own ISA.
 template <size_t R>
-[[gnu::always_inline]] static inline void panel_tile(const float* x, size_t d, const float* panel, float* out, size_t out_stride) {
+[[gnu::always_inline]] static inline void panel_tile(const float* x, size_t d, const float* panel, float* out,
+                                                     size_t out_stride) {
   float sums[R][kPanelRows] = {};
   for (size_t t = 0; t < d; ++t) {
     const float* column = panel + t * kPanelRows;
@@ -61,7 +62,8 @@ void inner_products_panels(MatrixView<const float> x, const float* panels, size_
   for (size_t b = 0; b < panel_count(ny); ++b) {
     const float* panel = panels + b * kPanelRows * d;
     size_t i = 0;
-    for (; i + kRows <= x.rows; i += kRows) panel_tile<kRows>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
+    for (; i + kRows <= x.rows; i += kRows)
+      panel_tile<kRows>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
     for (; i < x.rows; ++i) panel_tile<1>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
   }
 }

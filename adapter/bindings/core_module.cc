@@ -150,9 +150,9 @@ PYBIND11_MODULE(_core, m) {
              return IvfIndex(p);
            }),
            py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("sub_dim"), py::arg("with_raw_data"),
-           py::arg("by_residual"), py::arg("anisotropic_threshold"), py::arg("exact_eta"), py::arg("anisotropic_codebooks"),
-           py::arg("pq_iterations"), py::arg("training_sample_size"), py::arg("kmeans_iters"), py::arg("seed"),
-           py::arg("threads"))
+           py::arg("by_residual"), py::arg("anisotropic_threshold"), py::arg("exact_eta"),
+           py::arg("anisotropic_codebooks"), py::arg("pq_iterations"), py::arg("training_sample_size"),
+           py::arg("kmeans_iters"), py::arg("seed"), py::arg("threads"))
       .def("train",
            [](IvfIndex& self, const FloatArray& x) {
              auto v = matrix(x, "vectors");
