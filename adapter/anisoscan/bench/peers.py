@@ -203,11 +203,6 @@ class Scann(Peer):
     reorder = True
 
     @classmethod
-    def not_for(cls, metric: str) -> str | None:
-        """Why this peer has nothing to show for the metric, or None."""
-        return None
-
-    @classmethod
     def version(cls) -> str:
         from importlib.metadata import version
 
@@ -373,11 +368,6 @@ class Hnswlib(Peer):
     name = "hnswlib"
     package = "hnswlib"
     description = "hnswlib HNSW graph over uncompressed vectors"
-
-    @classmethod
-    def not_for(cls, metric: str) -> str | None:
-        """Why this peer has nothing to show for the metric, or None."""
-        return None
 
     @classmethod
     def version(cls) -> str:
