@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -153,6 +154,42 @@ FileBytes open_file(const std::string& path, bool mmap) {
   return f;
 }
 
+// Writes bytes to a temporary file, fsyncs it, renames it over `path`, then fsyncs the
+// directory: after a crash the path holds the old file or the whole new one, never a part.
+void write_durably(const std::string& path, const std::vector<uint8_t>& bytes) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int e = errno;
+    throw IndexFileWriteError(e, path + ": cannot open for writing: " + std::strerror(e));
+  }
+  size_t done = 0;
+  int error = 0;
+  while (done < bytes.size() && !error) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno != EINTR) error = errno;
+    if (n > 0) done += static_cast<size_t>(n);
+  }
+  if (!error && ::fsync(fd) != 0) error = errno;
+  ::close(fd);
+  if (error) {
+    ::unlink(tmp.c_str());
+    throw IndexFileWriteError(error, path + ": write failed: " + std::strerror(error));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = errno;
+    ::unlink(tmp.c_str());
+    throw IndexFileWriteError(error, path + ": cannot move the written file into place: " + std::strerror(error));
+  }
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) {
@@ -206,23 +243,9 @@ void IndexFile::write(const IvfIndex& index, const std::string& path) {
   file.put<uint32_t>(0);
   file.put<uint64_t>(w.bytes.size());
   file.bytes.insert(file.bytes.end(), w.bytes.begin(), w.bytes.end());
-  file.put<uint32_t>(crc32(w.bytes.data(), w.bytes.size()));
+  file.put<uint32_t>(crc32(file.bytes.data(), file.bytes.size()));  // header and payload
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IndexFileError(path + ": cannot open for writing");
-    out.write(reinterpret_cast<const char*>(file.bytes.data()), static_cast<std::streamsize>(file.bytes.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IndexFileError(path + ": write failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw IndexFileError(path + ": cannot move the written file into place");
-  }
+  write_durably(path, file.bytes);
 }
 
 IvfIndex IndexFile::read(const std::string& path, bool mmap, bool verify_checksum) {
@@ -232,7 +255,7 @@ IvfIndex IndexFile::read(const std::string& path, bool mmap, bool verify_checksu
     header.fail("wrong magic: not written by anisoscan");
   Reader h(file.data + 8, kHeaderBytes - 8, 1, path);
   const uint32_t version = h.get<uint32_t>();
-  h.get<uint32_t>();
+  const uint32_t reserved = h.get<uint32_t>();
   const uint64_t payload = h.get<uint64_t>();
   if (version < 1 || version > kFormatVersion)
     header.fail("format version " + std::to_string(version) + "; this build reads versions 1 to " +
@@ -240,11 +263,14 @@ IvfIndex IndexFile::read(const std::string& path, bool mmap, bool verify_checksu
   if (file.size != kHeaderBytes + payload + 4)
     header.fail("size " + std::to_string(file.size) + " bytes, header says " +
                 std::to_string(kHeaderBytes + payload + 4) + " (truncated?)");
+  if (reserved != 0) header.fail("reserved header field is not zero (corrupted)");
   const uint8_t* body = file.data + kHeaderBytes;
   if (verify_checksum) {
     uint32_t stored;
     std::memcpy(&stored, body + payload, 4);
-    if (crc32(body, payload) != stored) header.fail("checksum mismatch (corrupted)");
+    // Since version 4 the checksum covers the header too; before, the payload alone.
+    const uint32_t computed = version >= 4 ? crc32(file.data, kHeaderBytes + payload) : crc32(body, payload);
+    if (computed != stored) header.fail("checksum mismatch (corrupted)");
   }
   // Version 1 has no alignment padding, so its arrays are copied rather than mapped.
   const bool in_place = mmap && version >= 2;

@@ -55,6 +55,23 @@ def test_flipped_byte_fails_checksum(saved, tmp_path):
         Index.load(bad)
 
 
+def test_every_header_byte_is_checked(saved, tmp_path):
+    """Any single flipped bit of the 24-byte header (magic, version, reserved, length) is
+    refused; the reserved bytes 12-15 were once outside the checksum."""
+    for pos in range(24):
+        for bit in (0, 7):
+            bad = damage(saved[1], tmp_path, lambda d, p=pos, b=bit: d.__setitem__(p, d[p] ^ (1 << b)) or d)
+            with pytest.raises(IndexFileError, match="damaged.idx"):
+                Index.load(bad)
+
+
+def test_a_failed_write_is_an_os_error_naming_the_file(saved, tmp_path):
+    index = saved[0]
+    with pytest.raises(OSError, match="nope") as e:
+        index.save(tmp_path / "nope" / "index.anisoscan")
+    assert e.value.errno == 2 and not isinstance(e.value, IndexFileError)
+
+
 def test_wrong_magic(saved, tmp_path):
     bad = damage(saved[1], tmp_path, lambda d: flip(d, 0))
     with pytest.raises(IndexFileError, match="wrong magic"):
@@ -116,9 +133,9 @@ def test_truncated_file_with_mmap(saved, tmp_path):
 
 
 def as_older_version(data: bytes, version: int) -> bytes:
-    """Re-encodes a version-3 file as version 2 (no by_residual byte) or 1 (nor alignment
-    padding), following the format description in kernels/index_file.h independently of
-    the C++ reader."""
+    """Re-encodes a version-4 file as version 3 (checksum over the payload alone), 2 (nor
+    the by_residual byte) or 1 (nor alignment padding), following the format description in
+    kernels/index_file.h independently of the C++ reader."""
     header, align = 24, 64
     payload = data[header:-4]
     fixed = 8 + 4 + 8 + 1 + 8 + 4 + 8 + 8 + 8 + 1 + 1 + 4  # parameters up to pq iterations
@@ -126,6 +143,8 @@ def as_older_version(data: bytes, version: int) -> bytes:
     nlist, = struct.unpack_from("<Q", payload, 12)
     with_raw = payload[20]
     sub_dim, = struct.unpack_from("<Q", payload, 41)
+    if version == 3:
+        return b"ANISOSCN" + struct.pack("<IIQ", 3, 0, len(payload)) + payload + struct.pack("<I", zlib.crc32(payload))
     assert payload[fixed] == 1, "older versions know residual codes only"
     out = bytearray(payload[:fixed] + payload[fixed + 1: fixed + 2])  # drop by_residual, keep "trained"
     pos = fixed + 2
@@ -149,7 +168,7 @@ def as_older_version(data: bytes, version: int) -> bytes:
             + struct.pack("<I", zlib.crc32(bytes(out))))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_older_versions_still_load(saved, tmp_path, version):
     index, path, x = saved
     old = tmp_path / f"v{version}.idx"

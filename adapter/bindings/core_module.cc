@@ -126,6 +126,15 @@ std::vector<TopScores> top_k_scan(const FastScanKernel& kernel, const QueryTable
 PYBIND11_MODULE(_core, m) {
   m.doc() = "anisoscan C++ core";
   py::register_exception<IndexFileError>(m, "IndexFileError", PyExc_ValueError);
+  // A failed write is an OSError with its errno (ENOSPC: the disk is full).
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const IndexFileWriteError& e) {
+      py::object error = py::module_::import("builtins").attr("OSError")(e.error_number(), e.what());
+      PyErr_SetObject(PyExc_OSError, error.ptr());
+    }
+  });
 
   py::class_<IvfIndex>(m, "IvfIndex")
       .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t sub_dim, bool with_raw_data,
