@@ -60,8 +60,10 @@ class IvfIndex::Passes {
     for (size_t p = 0; p < partitions.size(); ++p) {
       const int64_t* ids = partitions[p].ids();
       for (size_t i = 0; i < partitions[p].size(); ++i) {
-        bool ok = (!f.has_allowed || std::binary_search(f.allowed.begin(), f.allowed.end(), ids[i])) &&
-                  !std::binary_search(f.excluded.begin(), f.excluded.end(), ids[i]);
+        const int64_t id = ids[i];
+        bool ok = (!f.has_mask || (id >= 0 && static_cast<uint64_t>(id) < f.mask.size && f.mask[id])) &&
+                  (!f.has_allowed || std::binary_search(f.allowed.begin(), f.allowed.end(), id)) &&
+                  !std::binary_search(f.excluded.begin(), f.excluded.end(), id);
         if (!ok) continue;
         size_t bit = first_[p] + i;
         bits_[bit / 64] |= uint64_t{1} << (bit % 64);
@@ -391,7 +393,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   std::vector<float> qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
-  if (filter.has_allowed || !filter.excluded.empty()) passes = std::make_unique<Passes>(partitions_, filter);
+  if (filter.active()) passes = std::make_unique<Passes>(partitions_, filter);
   const size_t d = params_.dim, nq = queries.rows;
   // Blocks of queries, spread evenly over the threads.
   const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
@@ -535,7 +537,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   std::vector<float> qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
-  if (filter.has_allowed || !filter.excluded.empty()) passes = std::make_unique<Passes>(partitions_, filter);
+  if (filter.active()) passes = std::make_unique<Passes>(partitions_, filter);
   const size_t d = params_.dim, m = pq_.num_subspaces();
   std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {

@@ -41,11 +41,15 @@ struct SearchParams {
   int threads = 0;
 };
 
-// Which ids a search may return: an allow-list, a deny-list, or both (sorted, unique).
+// Which ids a search may return: an allow-list, a deny-list (both sorted, unique) and a mask
+// indexed by id (id i passes when i < mask.size and mask[i] != 0), in any combination.
 struct IdFilter {
   Span<const int64_t> allowed;  // empty with has_allowed == false: everything allowed
   bool has_allowed = false;
   Span<const int64_t> excluded;
+  Span<const uint8_t> mask;  // empty with has_mask == false: no mask
+  bool has_mask = false;
+  bool active() const { return has_allowed || has_mask || !excluded.empty(); }
 };
 
 struct RangeResult {

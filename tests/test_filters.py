@@ -48,3 +48,28 @@ def test_filter_validation(clustered):
         index.search(data.queries[:1], allowed_ids=[0.5])
     empty, _ = index.search(data.queries[:2], 3, allowed_ids=[])
     assert (empty == -1).all()
+
+
+@pytest.mark.parametrize("with_raw", [True, False])
+def test_a_mask_indexed_by_id_equals_the_same_allow_list(clustered, with_raw):
+    data = clustered["COSINE"]
+    index = Index(data.dim, "COSINE", nlist=32, with_raw_data=with_raw).build(data.base)
+    mask = np.random.default_rng(5).random(len(data.base)) < 0.05
+    by_mask = index.search(data.queries, 10, nprobe=2, reorder_k=40, allowed_mask=mask)
+    by_ids = index.search(data.queries, 10, nprobe=2, reorder_k=40, allowed_ids=np.flatnonzero(mask))
+    np.testing.assert_array_equal(by_mask[0], by_ids[0])
+    np.testing.assert_array_equal(by_mask[1], by_ids[1])
+    assert mask[by_mask[0]].all() and (by_mask[0] >= 0).all()
+    short = index.search(data.queries[:5], 10, nprobe=32, reorder_k=40, allowed_mask=mask[:100])
+    assert (short[0] < 100).all(), "ids beyond the mask's length never pass"
+    lims, ids, _ = index.range_search(data.queries[:5], radius=-1.0, nprobe=32, allowed_mask=mask)
+    assert mask[ids].all() and lims[-1] == 5 * mask.sum()
+
+
+def test_mask_validation(clustered):
+    data = clustered["IP"]
+    index = Index(data.dim, "IP", nlist=8).build(data.base)
+    with pytest.raises(TypeError, match="allowed_mask: expected a boolean array"):
+        index.search(data.queries[:1], allowed_mask=np.ones(10, np.int32))
+    with pytest.raises(ValueError, match="allowed_mask: expected a 1-D"):
+        index.search(data.queries[:1], allowed_mask=np.ones((2, 10), bool))

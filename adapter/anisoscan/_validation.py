@@ -76,6 +76,16 @@ def id_set(name: str, ids: Any) -> np.ndarray:
     return np.unique(arr.astype(np.int64))
 
 
+def id_mask(name: str, mask: Any) -> np.ndarray:
+    """A boolean mask indexed by id, as the 0/1 bytes the core reads (no copy for bool arrays)."""
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"{name}: expected a boolean array indexed by id, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D boolean array indexed by id, got shape {arr.shape}")
+    return np.ascontiguousarray(arr).view(np.uint8)
+
+
 def positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
     """An integer in [low, high]; numeric strings are accepted as Milvus/Knowhere does."""
     if type(value) is int and low <= value and (high is None or value <= high):  # the common case, fast

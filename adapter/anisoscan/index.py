@@ -135,25 +135,26 @@ class Index:
 
     # --- searching --------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, nprobe: int | None = None, reorder_k: int | None = None,
-               threads: int = 0, allowed_ids: Any = None,
-               excluded_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
+               threads: int = 0, allowed_ids: Any = None, excluded_ids: Any = None,
+               allowed_mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k per query: (ids [nq, k] int64, distances [nq, k] float32).
 
-        allowed_ids / excluded_ids filter inside the scan; when the filter leaves too few
+        allowed_ids / excluded_ids / allowed_mask (a boolean array indexed by id: id i passes
+        when i < len(mask) and mask[i]) filter inside the scan; when the filter leaves too few
         candidates in the nprobe partitions, further partitions are visited until k are found.
         """
         self._require_built("search")
         q = v.as_vectors("queries", queries, self.dim, allow_empty=True, core_checks_finite=True)
         sp = checked_search_params(k, nprobe, reorder_k, threads, self._params.nlist)
-        allowed, excluded = self._filter(allowed_ids, excluded_ids)
+        allowed, excluded, mask = self._filter(allowed_ids, excluded_ids, allowed_mask)
         if q.shape[0] == 0:
             return np.empty((0, sp.k), np.int64), np.empty((0, sp.k), np.float32)
-        return self._core.search(q, sp.k, sp.nprobe, sp.reorder_k, sp.threads, allowed, excluded)
+        return self._core.search(q, sp.k, sp.nprobe, sp.reorder_k, sp.threads, allowed, excluded, mask)
 
     def range_search(self, queries: Any, radius: float, range_filter: float | None = None,
                      nprobe: int | None = None, reorder_k: int | None = None, threads: int = 0,
-                     allowed_ids: Any = None,
-                     excluded_ids: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     allowed_ids: Any = None, excluded_ids: Any = None,
+                     allowed_mask: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Milvus range search: (lims [nq + 1], ids, distances); query i owns [lims[i], lims[i+1]).
 
         IP/COSINE keep radius < score <= range_filter; L2 keeps range_filter <= distance < radius.
@@ -174,14 +175,16 @@ class Index:
             if not larger_is_better and range_filter >= radius:
                 raise ValueError("range_filter: must be smaller than radius for L2 (lower is closer)")
         sp = checked_search_params(1, nprobe, reorder_k, threads, self._params.nlist)
-        allowed, excluded = self._filter(allowed_ids, excluded_ids)
-        return self._core.range_search(q, radius, range_filter, sp.nprobe, sp.threads, allowed, excluded)
+        allowed, excluded, mask = self._filter(allowed_ids, excluded_ids, allowed_mask)
+        return self._core.range_search(q, radius, range_filter, sp.nprobe, sp.threads, allowed, excluded, mask)
 
     @staticmethod
-    def _filter(allowed_ids: Any, excluded_ids: Any) -> tuple[np.ndarray | None, np.ndarray]:
+    def _filter(allowed_ids: Any, excluded_ids: Any,
+                allowed_mask: Any) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         allowed = None if allowed_ids is None else v.id_set("allowed_ids", allowed_ids)
         excluded = _NO_IDS if excluded_ids is None else v.id_set("excluded_ids", excluded_ids)
-        return allowed, excluded
+        mask = None if allowed_mask is None else v.id_mask("allowed_mask", allowed_mask)
+        return allowed, excluded, mask
 
     def _require_built(self, what: str) -> None:
         if not self._core.is_trained:

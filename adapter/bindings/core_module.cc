@@ -38,14 +38,21 @@ Span<const int64_t> id_span(const IdArray& ids, const char* name) {
   return {ids.data(), static_cast<size_t>(ids.shape(0))};
 }
 
-// allowed: None or a sorted unique array; excluded: a sorted unique array (maybe empty).
-IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& excluded) {
+// allowed: None or a sorted unique array; excluded: a sorted unique array (maybe empty);
+// mask: None or a 1-D array of 0/1 bytes indexed by id.
+IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& excluded,
+                     const std::optional<ByteArray>& mask) {
   IdFilter f;
   if (allowed) {
     f.allowed = id_span(*allowed, "allowed_ids");
     f.has_allowed = true;
   }
   f.excluded = id_span(excluded, "excluded_ids");
+  if (mask) {
+    if (mask->ndim() != 1) throw std::invalid_argument("allowed_mask: expected a 1-D array indexed by id");
+    f.mask = {mask->data(), static_cast<size_t>(mask->shape(0))};
+    f.has_mask = true;
+  }
   return f;
 }
 
@@ -203,11 +210,11 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "search",
           [](const IvfIndex& self, const FloatArray& q, size_t k, size_t nprobe, size_t reorder_k, int threads,
-             const std::optional<IdArray>& allowed, const IdArray& excluded) {
+             const std::optional<IdArray>& allowed, const IdArray& excluded, const std::optional<ByteArray>& mask) {
             auto v = matrix(q, "queries");
             auto [ids, dist] = result_arrays(v.rows, k);
             SearchParams sp{k, nprobe, reorder_k, threads};
-            IdFilter filter = make_filter(allowed, excluded);
+            IdFilter filter = make_filter(allowed, excluded, mask);
             int64_t* ip = ids.mutable_data();
             float* dp = dist.mutable_data();
             {
@@ -217,14 +224,14 @@ PYBIND11_MODULE(_core, m) {
             return py::make_tuple(ids, dist);
           },
           py::arg("queries"), py::arg("k"), py::arg("nprobe"), py::arg("reorder_k"), py::arg("threads"),
-          py::arg("allowed_ids"), py::arg("excluded_ids"))
+          py::arg("allowed_ids"), py::arg("excluded_ids"), py::arg("allowed_mask"))
       .def(
           "range_search",
           [](const IvfIndex& self, const FloatArray& q, float radius, float range_filter, size_t nprobe, int threads,
-             const std::optional<IdArray>& allowed, const IdArray& excluded) {
+             const std::optional<IdArray>& allowed, const IdArray& excluded, const std::optional<ByteArray>& mask) {
             auto v = matrix(q, "queries");
             SearchParams sp{1, nprobe, 0, threads};
-            IdFilter filter = make_filter(allowed, excluded);
+            IdFilter filter = make_filter(allowed, excluded, mask);
             RangeResult r;
             {
               py::gil_scoped_release release;
@@ -236,7 +243,7 @@ PYBIND11_MODULE(_core, m) {
                                   FloatArray(static_cast<py::ssize_t>(r.distances.size()), r.distances.data()));
           },
           py::arg("queries"), py::arg("radius"), py::arg("range_filter"), py::arg("nprobe"), py::arg("threads"),
-          py::arg("allowed_ids"), py::arg("excluded_ids"))
+          py::arg("allowed_ids"), py::arg("excluded_ids"), py::arg("allowed_mask"))
       .def("save",
            [](const IvfIndex& self, const std::string& path) {
              py::gil_scoped_release release;
