@@ -1,4 +1,4 @@
-"""Command line: `anisoscan demo` (the main job), `anisoscan serve` and `anisoscan bench`."""
+"""Command line: `anisoscan demo` (the main job), `anisoscan lite`, `anisoscan serve` and `anisoscan bench`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def lite(args: argparse.Namespace) -> int:
+    from .milvus.lite import serve as serve_lite
+
+    serve_lite(args.db, args.host, args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="anisoscan", description=__doc__)
@@ -42,10 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_arguments(sub.add_parser("demo", help="Milvus Lite + anisoscan on real vectors: recall and speed",
                                       description=demo.__doc__))
     # prefix_chars="+": every argument after "bench", options included, goes to the bench parser.
-    p = sub.add_parser("bench", help="benchmarks: anisoscan bench {kernel,compare} --help",
+    p = sub.add_parser("bench", help="benchmarks: anisoscan bench {kernel,compare,lite,milvus,scaling,grpc} --help",
                        prefix_chars="+", add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=bench)
+    m = sub.add_parser("lite", help="serve a Milvus Lite database, with anisoscan as its SCANN index, "
+                                    "to any Milvus client (pymilvus, Attu, VectorDBBench, other SDKs)")
+    m.add_argument("db", help="the database folder, the path MilvusClient(path) opens in-process")
+    m.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    m.add_argument("--port", type=int, default=19530, help="Milvus's port by default; 0 picks a free one (logged)")
+    m.set_defaults(func=lite)
     s = sub.add_parser("serve", help="run the gRPC IndexNode server")
     s.add_argument("--data-dir", required=True, help="where indexes live; reloaded on restart")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")

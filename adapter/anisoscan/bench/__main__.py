@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, grpc_overhead, kernel, milvus_side_by_side, scaling
+from . import compare, grpc_overhead, kernel, milvus_lite, milvus_side_by_side, scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     milvus_side_by_side.add_arguments(sub.add_parser(
         "milvus", help="anisoscan next to a real Milvus server's SCANN, IVF_PQ and HNSW",
         description=milvus_side_by_side.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    milvus_lite.add_arguments(sub.add_parser(
+        "lite", help="SCANN (anisoscan) against Milvus Lite's HNSW, IVF_FLAT, IVF_SQ8 in one Milvus Lite database",
+        description=milvus_lite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     scaling.add_arguments(sub.add_parser("scaling", help="memory, build time and batched QPS over thread counts",
                                          description=scaling.__doc__))
     args = parser.parse_args(argv)

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import _validation as v
-from .client import Client
-from .index import Index
-from .params import IndexParams
+from .. import _validation as v
+from ..client import Client
+from ..index import Index
+from ..params import IndexParams
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,294 @@
+"""anisoscan's SCANN next to Milvus Lite's own indexes, in one Milvus Lite database, through pymilvus.
+
+Loads a dataset into a Milvus Lite collection (a flush every --segment-rows rows, so the
+segments look like the ones compaction leaves, at most 100,000 rows), then for each index
+type: create_index + load (the build), the size of its segment sidecars against the raw
+vectors, and a sweep of its search parameters, each point timed batched (all queries in
+one search call) and one query per call. Recall@k is against exact ground truth. Every
+index is reached the same way, with plain pymilvus code, so the figures include Milvus
+Lite's own per-search work (masks, merging, gRPC), which is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..datasets import Dataset, load_folder, load_shipped
+from ..index import exact_search
+from ..metrics import recall_at_k
+from ..milvus import quiet_library_logs
+from .compare import _write, best_qps, frontier, machine_info, output_stem
+
+log = logging.getLogger(__name__)
+
+COLLECTION, FIELD = "bench", "vector"
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    index_type: str
+    params: dict[str, Any]
+    sweep: list[dict[str, Any]]  # search params, one point each
+    codes_only: bool = False  # no raw vectors kept: recall is the codes'
+
+
+def contenders(nlist: int, nprobes: list[int], reorder_k: list[int], efs: list[int]) -> list[Contender]:
+    """FLAT (exact), Milvus Lite's faiss indexes and anisoscan's SCANN, at equal nlist and nprobe."""
+    probes = [{"nprobe": p} for p in nprobes if p <= nlist]
+    return [
+        Contender("FLAT (Milvus Lite, exact)", "FLAT", {}, [{}]),
+        Contender("HNSW (Milvus Lite, faiss)", "HNSW", {"M": 16, "efConstruction": 200}, [{"ef": e} for e in efs]),
+        Contender("IVF_FLAT (Milvus Lite, faiss)", "IVF_FLAT", {"nlist": nlist}, probes),
+        Contender("IVF_SQ8 (Milvus Lite, faiss)", "IVF_SQ8", {"nlist": nlist}, probes),
+        Contender("SCANN (anisoscan)", "SCANN", {"nlist": nlist, "with_raw_data": True},
+                  [{**p, "reorder_k": r} for p in probes for r in reorder_k]),
+        Contender("SCANN codes only (anisoscan)", "SCANN", {"nlist": nlist, "with_raw_data": False}, probes,
+                  codes_only=True),
+    ]
+
+
+@dataclass
+class Point:
+    params: dict[str, Any]
+    recall: float
+    qps_batched: float
+    qps_single: float
+
+
+@dataclass
+class Result:
+    name: str
+    index_type: str
+    params: dict[str, Any]
+    codes_only: bool
+    build_s: float
+    index_bytes: int
+    segments: int
+    points: list[Point] = field(default_factory=list)
+
+
+def open_client(path: Path) -> Any:
+    """A MilvusClient on a Milvus Lite database at `path`, with anisoscan's SCANN registered."""
+    from pymilvus import MilvusClient
+
+    import anisoscan.milvus.lite  # noqa: F401 - registers SCANN
+
+    return MilvusClient(str(path))
+
+
+def load_collection(mc: Any, data: Dataset, segment_rows: int, batch: int = 5_000) -> None:
+    """Creates the collection (int64 ids = row numbers) and inserts the base, flushing every segment_rows."""
+    from pymilvus import DataType
+
+    schema = mc.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field(FIELD, DataType.FLOAT_VECTOR, dim=data.dim)
+    mc.create_collection(COLLECTION, schema=schema, consistency_level="Strong")
+    with tqdm(total=len(data.base), desc="insert into Milvus Lite", unit="rows", unit_scale=True) as bar:
+        for start in range(0, len(data.base), batch):
+            chunk = np.asarray(data.base[start:start + batch], np.float32)
+            mc.insert(COLLECTION, [{"id": start + i, FIELD: v} for i, v in enumerate(chunk.tolist())])
+            bar.update(len(chunk))
+            if (start + len(chunk)) % segment_rows == 0:
+                mc.flush(COLLECTION)
+    mc.flush(COLLECTION)
+
+
+def _sidecars(db: Path, index_type: str) -> list[Path]:
+    return list(db.rglob(f"*.{FIELD}.{index_type.lower()}.idx"))
+
+
+def search_ids(mc: Any, queries: np.ndarray, k: int, metric: str, params: dict[str, Any]) -> np.ndarray:
+    hits = mc.search(COLLECTION, data=queries.tolist(), limit=k, output_fields=["id"],
+                     search_params={"metric_type": metric, "params": params})
+    return np.array([[h["id"] for h in row] + [-1] * (k - len(row)) for row in hits], np.int64)
+
+
+def measure(mc: Any, db: Path, data: Dataset, truth: np.ndarray, c: Contender, k: int, single_queries: int,
+            repeats: int = 2) -> Result:
+    """Builds c's index over the loaded collection and sweeps its search parameters."""
+    ip = mc.prepare_index_params()
+    ip.add_index(FIELD, index_type=c.index_type, metric_type=data.metric, params=c.params)
+    t0 = time.perf_counter()
+    mc.create_index(COLLECTION, ip)
+    mc.load_collection(COLLECTION)
+    build_s = time.perf_counter() - t0
+    files = _sidecars(db, c.index_type)
+    result = Result(c.name, c.index_type, c.params, c.codes_only, build_s, sum(f.stat().st_size for f in files),
+                    len(files))
+    for params in tqdm(c.sweep, desc=c.name, leave=False):
+        batched = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ids = search_ids(mc, data.queries, k, data.metric, params)
+            batched = min(batched, time.perf_counter() - t0)
+        single = data.queries[:single_queries]
+        t0 = time.perf_counter()
+        for q in single:
+            search_ids(mc, q[None], k, data.metric, params)
+        single_s = time.perf_counter() - t0
+        result.points.append(Point(params, recall_at_k(ids, truth, k), len(data.queries) / batched,
+                                   len(single) / single_s))
+    mc.release_collection(COLLECTION)
+    mc.drop_index(COLLECTION, FIELD)
+    return result
+
+
+def ground_truth(data: Dataset, k: int) -> np.ndarray:
+    if data.ground_truth is not None and data.ground_truth.shape[1] >= k:
+        return np.asarray(data.ground_truth[:, :k])
+    return exact_search(np.asarray(data.base, np.float32), data.queries, k, data.metric)[0]
+
+
+def compare(data: Dataset, chosen: list[Contender], k: int, segment_rows: int, single_queries: int,
+            repeats: int = 2) -> list[Result]:
+    """Every contender over the same collection in one temporary Milvus Lite database."""
+    truth = ground_truth(data, k)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        mc = open_client(db)
+        try:
+            load_collection(mc, data, segment_rows)
+            results = []
+            for c in tqdm(chosen, desc="indexes", unit="index"):
+                results.append(measure(mc, db, data, truth, c, k, single_queries, repeats))
+                best = max(p.recall for p in results[-1].points)
+                log.info("%s: build %.1f s, best recall@%d %.3f", c.name, results[-1].build_s, k, best)
+        finally:
+            mc.close()
+    return results
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def _points(r: dict[str, Any]) -> list[dict[str, Any]]:
+    return r["points"]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    d, k = report["dataset"], report["k"]
+    raw = d["n"] * d["dim"] * 4
+    scann = next(r for r in report["results"] if r["index_type"] == "SCANN" and not r["codes_only"])
+    scann_qps = best_qps(_points(scann), 0.90, "qps_batched")
+    lines = [
+        f"### {d['name']} in Milvus Lite {report['milvus_lite']}: {d['n']:,} x {d['dim']}, {d['metric']}, "
+        f"{d['nq']:,} queries, {report['segments']} segments",
+        "",
+        f"Batched: all {d['nq']:,} queries in one pymilvus search call; single: one query per call "
+        f"({report['single_queries']} queries). Index size: the segments' index files against the raw "
+        f"float32 vectors ({raw / 2**20:,.1f} MiB). Machine: {report['machine']['cpu']}, "
+        f"{report['machine']['cores']} cores.",
+        "",
+        f"| index | build s | index MiB (x raw) | best recall@{k} | batched QPS @R≥0.90 | SCANN ahead by "
+        f"| single QPS @R≥0.90 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        pts = _points(r)
+        batched = best_qps(pts, 0.90, "qps_batched")
+        single = best_qps(pts, 0.90, "qps_single")
+        ahead = "—" if r is scann or batched is None or scann_qps is None else f"{scann_qps / batched:.2f}x"
+        lines.append(
+            f"| {r['name']} | {r['build_s']:.1f} | {r['index_bytes'] / 2**20:,.1f} ({r['index_bytes'] / raw:.3f}) | "
+            f"{max(p['recall'] for p in pts):.3f} | {'—' if batched is None else f'{batched:,.0f}'} | {ahead} | "
+            f"{'—' if single is None else f'{single:,.0f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no %s", path.name)
+        return False
+    k, d = report["k"], report["dataset"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharex=True)
+    for ax, key, title in ((axes[0], "qps_batched", f"batched ({d['nq']:,} queries per call)"),
+                           (axes[1], "qps_single", "one query per call")):
+        for r in report["results"]:
+            line = frontier(_points(r), key)
+            if line:
+                x, y = zip(*line)
+                ax.plot(x, y, "--" if r["codes_only"] else "-", marker="o", markersize=3, label=r["name"])
+        ax.set_yscale("log")
+        ax.set_xlabel(f"recall@{k}")
+        ax.set_ylabel("queries/s through pymilvus")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}) in Milvus Lite "
+                 f"{report['milvus_lite']}; dashed: codes only", fontsize=10)
+    fig.tight_layout()
+    _write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return True
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "milvus-lite-" + output_stem(report["dataset"]["name"])
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    _write(paths[0], lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+    _write(paths[1], lambda p: p.write_text(markdown(report)))
+    if plot(report, out / f"{stem}.png"):
+        paths.append(out / f"{stem}.png")
+    return paths
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from importlib import metadata
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_library_logs()
+    data = load_folder(args.dataset) if args.dataset else load_shipped()
+    n = min(args.n or len(data.base), len(data.base))
+    base = np.asarray(data.base[:n], np.float32)
+    gt = data.ground_truth[: args.queries] if data.ground_truth is not None and n == len(data.base) else None
+    data = Dataset(data.name, base, np.asarray(data.queries[: args.queries], np.float32), data.metric, gt)
+    chosen = contenders(args.nlist, args.nprobe, args.reorder_k, args.ef)
+    results = compare(data, chosen, args.k, args.segment_rows, args.single_queries)
+    report = {
+        "dataset": {"name": data.name, "n": len(data.base), "dim": data.dim, "nq": len(data.queries),
+                    "metric": data.metric},
+        "k": args.k, "segments": results[0].segments, "single_queries": args.single_queries,
+        "milvus_lite": metadata.version("milvus-lite"), "machine": machine_info([]),
+        "results": [asdict(r) for r in results],
+    }
+    for path in write_report(report, Path(args.out)):
+        log.info("wrote %s", path)
+    print(markdown(report))
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
+    p.add_argument("--n", type=int, default=0, help="use the first N base vectors (default: all)")
+    p.add_argument("--queries", type=int, default=1000, help="queries searched batched (default 1000)")
+    p.add_argument("--single-queries", type=int, default=200, help="queries searched one per call (default 200)")
+    p.add_argument("--k", type=int, default=10, help="limit (top-k) of every search")
+    p.add_argument("--segment-rows", type=int, default=100_000,
+                   help="flush every N rows (Milvus Lite also flushes when its 128 MB memtable fills)")
+    p.add_argument("--nlist", type=int, default=256, help="nlist of IVF_FLAT, IVF_SQ8 and SCANN (per segment)")
+    p.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128], help="nprobe sweep")
+    p.add_argument("--reorder-k", type=int, nargs="+", default=[40, 100], help="SCANN reorder_k sweep")
+    p.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="HNSW ef sweep")
+    p.add_argument("--out", default="bench/results", help="folder for the .json, .md and .png results")
+    p.set_defaults(run=run)
