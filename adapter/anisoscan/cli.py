@@ -36,6 +36,9 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def lite(args: argparse.Namespace) -> int:
+    from .milvus import quiet_library_logs
+
+    quiet_library_logs()  # before Milvus Lite loads faiss
     from .milvus.lite import serve as serve_lite
 
     serve_lite(args.db, args.host, args.port)

@@ -27,13 +27,13 @@ def _load(args: argparse.Namespace) -> Dataset:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_library_logs()  # before the imports: faiss logs as it loads
     try:
         import milvus_lite  # noqa: F401
         import pymilvus  # noqa: F401
     except ImportError:
         print("anisoscan demo needs pymilvus and milvus-lite: pip install 'anisoscan[milvus]'")
         return 2
-    quiet_library_logs()
     logging.getLogger("anisoscan").setLevel(logging.WARNING)
     data = _load(args)
     k = args.k

@@ -170,6 +170,37 @@ def compare(data: Dataset, chosen: list[Contender], k: int, segment_rows: int, s
     return results
 
 
+def insert_stalls(index_type: str | None, n: int, dim: int, batch: int, params: dict[str, Any]) -> dict[str, Any]:
+    """Seconds each insert call of `batch` rows takes while Milvus Lite flushes, builds segment
+    indexes and compacts behind it; index_type None: a collection without a vector index."""
+    from pymilvus import DataType
+
+    rng = np.random.default_rng(0)
+    latencies = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "writes.db"
+        mc = open_client(db)
+        schema = mc.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field(FIELD, DataType.FLOAT_VECTOR, dim=dim)
+        ip = None
+        if index_type:
+            ip = mc.prepare_index_params()
+            ip.add_index(FIELD, index_type=index_type, metric_type="IP", params=params)
+        mc.create_collection(COLLECTION, schema=schema, index_params=ip)
+        for start in tqdm(range(0, n, batch), desc=f"insert, {index_type or 'no index'}", unit="batch"):
+            rows = [{"id": start + i, FIELD: v} for i, v in enumerate(rng.random((batch, dim), np.float32).tolist())]
+            t0 = time.perf_counter()
+            mc.insert(COLLECTION, rows)
+            latencies.append(time.perf_counter() - t0)
+        built = len(_sidecars(db, index_type)) if index_type else 0
+        mc.close()
+    lat = np.array(latencies)
+    return {"index_type": index_type or "none", "n": n, "dim": dim, "batch": batch, "total_s": float(lat.sum()),
+            "max_s": float(lat.max()), "p99_s": float(np.percentile(lat, 99)), "median_s": float(np.median(lat)),
+            "segment_indexes_built": built}
+
+
 # --- reporting ------------------------------------------------------------------------------
 
 
@@ -276,6 +307,33 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %s", path)
     print(markdown(report))
     return 0
+
+
+def run_writes(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_library_logs()
+    rows = [insert_stalls(t, args.n, args.dim, args.batch, {"nlist": 256} if t == "SCANN" else {})
+            for t in (None, *args.index_types)]
+    lines = [f"### Insert latency in Milvus Lite: {args.n:,} rows x {args.dim} in batches of {args.batch:,}", "",
+             "| index | total s | median s | p99 s | max s | segment indexes built meanwhile |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['index_type']} | {r['total_s']:.1f} | {r['median_s']:.3f} | {r['p99_s']:.3f} | {r['max_s']:.2f} | "
+              f"{r['segment_indexes_built']} |" for r in rows]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "milvus-lite-inserts.json", lambda p: p.write_text(json.dumps(rows, indent=1) + "\n"))
+    _write(out / "milvus-lite-inserts.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+    print("\n".join(lines))
+    return 0
+
+
+def add_writes_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=1_000_000, help="rows to insert")
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--batch", type=int, default=10_000, help="rows per insert call")
+    p.add_argument("--index-types", nargs="*", default=["SCANN", "HNSW"], help="indexes to compare with none")
+    p.add_argument("--out", default="bench/results", help="folder for the .json and .md results")
+    p.set_defaults(run=run_writes)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from . import quiet_library_logs
 from .segment_index import INDEX_TYPE, ScannSegmentIndex, check_queries, index_params, search_params
 
 log = logging.getLogger(__name__)
@@ -241,7 +240,6 @@ def serve(data_dir: str, host: str = "127.0.0.1", port: int = 19530) -> None:
     from milvus_lite.adapter.grpc.server import start_server_in_thread
 
     register()
-    quiet_library_logs()
     server, db, bound = start_server_in_thread(os.path.abspath(data_dir), host=host, port=port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
