@@ -273,3 +273,24 @@ def test_in_process_and_served_results_agree(tmp_path):
         remote.close()
     finally:
         served.stop()
+
+
+def test_a_damaged_sidecar_is_set_aside_and_rebuilt(tmp_path):
+    served = LiteServer(tmp_path / "damaged.db").start()
+    try:
+        c = make_collection(MilvusClient(served.uri), "d", "IP", "int64", 5_000, 5_000, seed=11)
+        c.mc.load_collection("d")
+        before = c.search(fields=())
+        served.stop()
+        (sidecar,) = served.db.rglob("*.scann.idx")
+        raw = bytearray(sidecar.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        sidecar.write_bytes(bytes(raw))
+        served.start()
+        c.mc = MilvusClient(served.uri)
+        c.mc.load_collection("d")
+        assert [[h.id for h in r] for r in c.search(fields=())] == [[h.id for h in r] for r in before]
+        assert sidecar.exists() and Path(f"{sidecar}.damaged").exists()
+        assert "moved to" in served.log() and "SCANN segment index built" in served.log()
+    finally:
+        served.stop()

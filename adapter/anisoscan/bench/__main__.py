@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     milvus_lite.add_arguments(sub.add_parser(
         "lite", help="SCANN (anisoscan) against Milvus Lite's HNSW, IVF_FLAT, IVF_SQ8 in one Milvus Lite database",
         description=milvus_lite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    milvus_lite.add_segments_arguments(sub.add_parser(
+        "lite-segments", help="recall per segment size under the Milvus Lite plug-in's per-segment nlist/nprobe rule"))
     milvus_lite.add_writes_arguments(sub.add_parser(
         "lite-writes", help="insert latency in Milvus Lite while segment indexes build behind the writer"))
     scaling.add_arguments(sub.add_parser("scaling", help="memory, build time and batched QPS over thread counts",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -307,6 +308,42 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote %s", path)
     print(markdown(report))
     return 0
+
+
+def run_segments(args: argparse.Namespace) -> int:
+    """Recall per segment size under the per-segment rule, against scaling nprobe down with nlist."""
+    from ..milvus.segment_index import ScannSegmentIndex
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = load_folder(args.dataset) if args.dataset else load_shipped()
+    queries = np.asarray(data.queries[: args.queries], np.float32)
+    lines = [f"### Per-segment rule on {data.name}: nlist {args.nlist}, nprobe {args.nprobe}, "
+             f"reorder_k {args.reorder_k}, recall@{args.k}", "",
+             "| segment rows | partitions | nprobe clamped (the rule) | recall | nprobe scaled | recall |",
+             "|---|---|---|---|---|---|"]
+    for rows in args.rows:
+        base = np.asarray(data.base[:rows], np.float32)
+        truth = exact_search(base, queries, args.k, data.metric)[0]
+        index = ScannSegmentIndex.build(base, data.metric, {"nlist": args.nlist})
+        nlist = index.index.params.nlist
+        cells = []
+        for nprobe in (min(args.nprobe, nlist), max(1, math.ceil(args.nprobe * nlist / args.nlist))):
+            ids, _ = index.search(queries, args.k, params={"nprobe": nprobe, "reorder_k": args.reorder_k})
+            cells += [str(nprobe), f"{recall_at_k(ids, truth, args.k):.3f}"]
+        lines.append(f"| {rows:,} | {nlist} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    return 0
+
+
+def add_segments_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
+    p.add_argument("--rows", type=int, nargs="+", default=[2_000, 5_000, 10_000, 100_000], help="segment sizes")
+    p.add_argument("--nlist", type=int, default=128)
+    p.add_argument("--nprobe", type=int, default=8)
+    p.add_argument("--reorder-k", type=int, default=40)
+    p.add_argument("--queries", type=int, default=300)
+    p.add_argument("--k", type=int, default=10)
+    p.set_defaults(run=run_segments)
 
 
 def run_writes(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from .._core import IndexFileError
 from .segment_index import INDEX_TYPE, ScannSegmentIndex, check_queries, index_params, search_params
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ class IncompatibleMilvusLite(RuntimeError):
     """The installed Milvus Lite is not one whose internals the plug-in knows."""
 
 
+class DamagedSidecar(Exception):
+    """A segment's SCANN file that cannot be loaded (checksum, truncation, another metric or dim)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
 @dataclass
 class _Patch:
     owner: Any
@@ -52,23 +61,25 @@ class _Patch:
 _patches: list[_Patch] = []
 
 
-def _milvus_lite_modules() -> tuple[Any, Any, Any, Any, str]:
+def _milvus_lite_modules() -> tuple[Any, Any, Any, Any, Any, str]:
     try:
         version = metadata.version("milvus-lite")
         modules = [importlib.import_module(f"milvus_lite.{m}")
-                   for m in ("index.factory", "index.protocol", "engine.collection", "adapter.grpc.servicer")]
+                   for m in ("index.factory", "index.protocol", "engine.collection", "adapter.grpc.servicer",
+                             "storage.segment")]
     except (metadata.PackageNotFoundError, ImportError) as e:
         raise IncompatibleMilvusLite(f"anisoscan's SCANN plug-in needs {SUPPORTED_TEXT}: "
                                      f"pip install 'anisoscan[milvus]' ({e})") from e
     if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) not in SUPPORTED_SERIES:
         raise IncompatibleMilvusLite(f"milvus-lite {version} is installed; anisoscan's SCANN plug-in supports "
                                      f"{SUPPORTED_TEXT}: pip install 'milvus-lite>=3.2,<3.3'")
-    factory, protocol, collection, servicer = modules
-    _check_internals(version, factory, protocol, collection, servicer)
-    return factory, protocol, collection, servicer, version
+    factory, protocol, collection, servicer, segment = modules
+    _check_internals(version, factory, protocol, collection, servicer, segment)
+    return factory, protocol, collection, servicer, segment, version
 
 
-def _check_internals(version: str, factory: Any, protocol: Any, collection: Any, servicer: Any) -> None:
+def _check_internals(version: str, factory: Any, protocol: Any, collection: Any, servicer: Any,
+                     segment: Any) -> None:
     """The plug-in's assumptions about Milvus Lite, checked before anything is patched."""
     expected = {
         "factory.build_index_from_spec(spec, vectors)":
@@ -87,6 +98,9 @@ def _check_internals(version: str, factory: Any, protocol: Any, collection: Any,
             <= set(_parameters(getattr(getattr(collection, "Collection", None), "search", None)) or ()),
         "servicer.kv_pairs_to_index_params_dict(extra_params)":
             _parameters(getattr(servicer, "kv_pairs_to_index_params_dict", None)) == ["extra_params"],
+        "Segment.build_or_load_index(self, spec, index_dir)":
+            _parameters(getattr(getattr(segment, "Segment", None), "build_or_load_index", None))
+            == ["self", "spec", "index_dir"],
         "VectorIndex's abstract methods":
             getattr(getattr(protocol, "VectorIndex", None), "__abstractmethods__", None)
             == frozenset({"build", "search", "save", "load", "index_type"}),
@@ -118,7 +132,7 @@ def register() -> None:
     """
     if _patches:
         return
-    factory, _, collection, servicer, version = _milvus_lite_modules()
+    factory, _, collection, servicer, segment, version = _milvus_lite_modules()
     build_original, load_original = factory.build_index_from_spec, factory.load_index_from_spec
 
     def build_index_from_spec(spec: Any, vectors: Any) -> Any:
@@ -130,7 +144,22 @@ def register() -> None:
         if spec.index_type != INDEX_TYPE:
             return load_original(spec, path, dim)
         _, mmap = index_params(dim, spec.metric_type, spec.build_params)
-        return ScannSegmentIndex.load(path, spec.metric_type, dim, mmap=mmap)
+        try:
+            return ScannSegmentIndex.load(path, spec.metric_type, dim, mmap=mmap)
+        except (IndexFileError, ValueError) as e:
+            raise DamagedSidecar(path, str(e)) from e
+
+    build_or_load_original = segment.Segment.build_or_load_index
+
+    @functools.wraps(build_or_load_original)
+    def build_or_load_index(self: Any, spec: Any, index_dir: str) -> None:
+        try:
+            build_or_load_original(self, spec, index_dir)
+        except DamagedSidecar as e:  # derived data: set it aside and rebuild from the segment
+            aside = f"{e.path}.damaged"
+            os.replace(e.path, aside)
+            log.warning("SCANN segment index %s is unusable (%s); moved to %s and rebuilt", e.path, e.reason, aside)
+            build_or_load_original(self, spec, index_dir)
 
     create_original = collection.Collection.create_index
 
@@ -167,6 +196,7 @@ def register() -> None:
     _patch(collection, "KNOWN_VECTOR_INDEX_TYPES", known)
     _patch(collection.Collection, "create_index", create_index)
     _patch(collection.Collection, "search", search)
+    _patch(segment.Segment, "build_or_load_index", build_or_load_index)
     _patch(servicer, "kv_pairs_to_index_params_dict", kv_pairs_to_index_params_dict)
     log.debug("anisoscan registered as Milvus Lite %s's SCANN index", version)
 

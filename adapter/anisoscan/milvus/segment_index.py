@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from milvus_lite.exceptions import SchemaValidationError  # Milvus's "IllegalArgument"
+from milvus_lite.index.protocol import VectorIndex
 
 from .. import _validation as v
 from ..index import Index
@@ -39,11 +41,6 @@ EXACT_BELOW_ROWS = 1024  # where Milvus itself stops building indexes on sealed 
 ROWS_PER_PARTITION = 100
 MMAP_KEY = "mmap.enabled"  # Milvus's per-index switch; the only key that is not an IndexParams field
 SEARCH_KEYS = ("nprobe", "reorder_k")  # other keys (e.g. HNSW's ef) are ignored, as Milvus does
-
-try:  # the contract's base class, when Milvus Lite is installed
-    from milvus_lite.index.protocol import VectorIndex as _Base
-except ImportError:  # pragma: no cover - the plug-in is only registered with Milvus Lite present
-    _Base = object  # type: ignore[assignment,misc]
 
 
 def index_params(dim: int, metric: str, build_params: Mapping[str, Any]) -> tuple[IndexParams, bool]:
@@ -83,7 +80,7 @@ def check_queries(queries: Any, dim: int) -> None:
         raise ValueError(f"data: query {int(bad[0])} holds NaN or infinity; send finite numbers")
 
 
-class ScannSegmentIndex(_Base):
+class ScannSegmentIndex(VectorIndex):
     """One segment's anisoscan index, with Milvus Lite's ids, masks and distances."""
 
     __slots__ = ("_index", "metric", "num_vectors", "dim")
@@ -119,8 +116,6 @@ class ScannSegmentIndex(_Base):
 
     def search(self, queries: np.ndarray, top_k: int, valid_mask: np.ndarray | None = None,
                params: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from milvus_lite.exceptions import SchemaValidationError  # Milvus's "IllegalArgument"
-
         try:
             nprobe, reorder_k = self._search_options(top_k, params or {})
             if valid_mask is not None and len(valid_mask) != self.num_vectors:
