@@ -1,7 +1,8 @@
 """Test hooks on the node's storage path: crash points and injected I/O errors.
 
 Off unless a test turns them on: ANISOSCAN_CRASH_AT=POINT[:N] ends the process (os._exit)
-the Nth time POINT is reached; inject() makes a point raise an OSError with that errno.
+the Nth time POINT is reached; ANISOSCAN_INJECT=POINT=ERRNO[,...] or inject() makes a point
+raise an OSError with that errno (28: ENOSPC, a full disk).
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from collections import Counter
 
 _crash_at = os.environ.get("ANISOSCAN_CRASH_AT", "")
 _reached: Counter[str] = Counter()
-_errors: dict[str, int] = {}
+_errors: dict[str, int] = {
+    point: int(errno) for point, _, errno in
+    (item.partition("=") for item in os.environ.get("ANISOSCAN_INJECT", "").split(",") if item)
+}
 
 
 def crash_at(point: str) -> None:

@@ -162,6 +162,7 @@ class IndexStore:
     def save_meta(self, meta: Meta) -> None:
         """Params never change after create, so only the meta row is written."""
         with io_errors(self.path, "write metadata"):
+            faults.point("meta.write")
             self._conn.execute(f"UPDATE meta SET ({_META_FIELDS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = 1",
                                _meta_row(meta))
 
