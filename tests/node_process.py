@@ -79,14 +79,18 @@ class NodeProcess:
 
     def __getattr__(self, method: str) -> Any:
         def call(*args: Any) -> Any:
-            self._conn.send((method, args))
+            self.send(method, *args)
             return self._receive()
 
         return call
 
     def send(self, method: str, *args: Any) -> None:
         """Sends a call without waiting for its answer (to kill the node while it runs)."""
-        self._conn.send((method, args))
+        try:
+            self._conn.send((method, args))
+        except BrokenPipeError:
+            self._proc.join()
+            raise Crashed(f"the node exited with {self._proc.exitcode}") from None
 
     def wait_finished(self, name: str, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
