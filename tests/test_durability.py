@@ -22,6 +22,8 @@ from anisoscan.errors import FailedPrecondition, ResourceExhausted
 from anisoscan.flat import FlatIndex
 from anisoscan.limits import Limits
 from anisoscan.node import IndexNode
+from anisoscan.salvage import main as salvage_main
+from anisoscan.salvage import salvage
 from anisoscan.store import DB_NAME, DELETE, Record
 from node_process import NodeError, NodeProcess
 
@@ -181,16 +183,22 @@ def test_defect05_a_build_of_a_dropped_index_cannot_bring_it_back(tmp_path, monk
     recovered.close()
 
 
-@pytest.mark.parametrize("damage", ["flip_a_byte_of_a_middle_record", "delete_a_middle_record", "delete_the_database",
-                                    "empty_the_database"])
-def test_defect06_damage_inside_the_log_fails_that_index_loudly_and_spares_the_others(data_dir, damage):
+def damage_the_log(data_dir: Path, damage: str) -> Path:
+    """Ten one-row inserts into index "a" (values 100..109, seqs 1..10), then the damage; returns the file named."""
     node = start_with_flat(data_dir)
     node.create("b", "FLAT", "L2", DIM, {}, rows(10, 1.0), None)
     node.wait_finished("b")
     for i in range(10):
         node.insert("a", rows(1, 100.0 + i), np.array([1000 + i]), False)
-    node.close()  # SQLite moves its WAL into index.db
     db = folder(data_dir, "a") / DB_NAME
+    if damage == "flip_a_byte_early_in_sqlites_wal":
+        node.kill()  # the commits stay in index.db-wal, one frame each
+        wal = db.with_name(f"{DB_NAME}-wal")
+        content = bytearray(wal.read_bytes())
+        content[32 + (24 + 4096) + 24 + 200] ^= 0x01  # inside the second frame's page: the first insert
+        wal.write_bytes(bytes(content))
+        return wal
+    node.close()  # SQLite moves its WAL into index.db
     if damage == "flip_a_byte_of_a_middle_record":
         content = bytearray(db.read_bytes())
         at = content.find(rows(1, 105.0).tobytes())
@@ -204,14 +212,40 @@ def test_defect06_damage_inside_the_log_fails_that_index_loudly_and_spares_the_o
         db.unlink()
     else:
         db.write_bytes(b"")
+    return db
+
+
+@pytest.mark.parametrize("damage", ["flip_a_byte_of_a_middle_record", "delete_a_middle_record", "delete_the_database",
+                                    "empty_the_database", "flip_a_byte_early_in_sqlites_wal"])
+def test_defect06_damage_inside_the_log_fails_that_index_loudly_and_spares_the_others(data_dir, damage):
+    named = damage_the_log(data_dir, damage)
     node = NodeProcess(data_dir)
     d = node.describe("a")
-    assert d.state == "Failed" and str(db) in d.error, d
+    assert d.state == "Failed" and str(named) in d.error, d
     assert node.describe("b").state == "Finished"
     node.insert("b", rows(1, 2.0), np.array([99]), False)
     with pytest.raises(NodeError, match="Failed"):
         node.search("a", rows(1, 0.0), 3, {}, None, None)
     node.drop("a")  # the way out for the operator after salvaging what they need
+    node.close()
+
+
+@pytest.mark.parametrize("damage, expected", [("flip_a_byte_of_a_middle_record", (5, 25, 5)),
+                                              ("delete_a_middle_record", (4, 24, 5)),
+                                              ("flip_a_byte_early_in_sqlites_wal", None)])
+def test_defect06_salvage_keeps_what_precedes_the_damage_and_says_what_it_drops(data_dir, damage, expected):
+    """expected: (last record kept, rows, records dropped)."""
+    damage_the_log(data_dir, damage)
+    index_folder = folder(data_dir, "a")
+    dry = salvage(index_folder)
+    assert dry.dropped + dry.lost_transactions > 0 and dry.reason
+    if expected is not None:
+        assert (dry.kept_through, dry.rows, dry.dropped) == expected
+    assert salvage_main([str(index_folder), "--apply"]) == 0
+    node = NodeProcess(data_dir)
+    d = node.describe("a")
+    assert d.state == "Finished" and d.num_rows == dry.rows
+    node.insert("a", rows(1, 7.0), np.array([4242]), False)
     node.close()
 
 

@@ -158,7 +158,7 @@ class IndexNode:
         seq, log_bytes = meta.snapshot_seq, 0
         for record, size in entry.store.records_after(seq, meta.dim):
             try:
-                _apply(index, record)
+                apply(index, record)
             except ValueError as e:
                 raise StorageError(f"{entry.store.path}: log record {record.seq} does not apply: {e}") from e
             seq, log_bytes = record.seq, log_bytes + size
@@ -236,7 +236,7 @@ class IndexNode:
             index = kind.build(meta.dim, meta.metric, meta.params, vectors, ids,
                                lambda p: setattr(entry, "progress", p))
             # Into this generation's folder only: after a drop it is in .trash or gone.
-            snapshot = self._write_snapshot(entry, index, 0)
+            snapshot = write_snapshot(entry.directory, entry.meta.index_type, index, 0)
             faults.point("build.saved")
             with entry.lock:
                 if entry.dropped:
@@ -366,7 +366,7 @@ class IndexNode:
         entry.seq = record.seq
         entry.log_bytes += record.ids.nbytes + (record.vectors.nbytes if record.vectors is not None else 0)
         try:
-            _apply(index, record)
+            apply(index, record)
         except Exception as e:
             # Logged but not in memory: unload so that LoadIndex replays it.
             entry.index = None
@@ -382,7 +382,7 @@ class IndexNode:
         meta = entry.meta
         if entry.seq == meta.snapshot_seq:
             return
-        snapshot = self._write_snapshot(entry, index, entry.seq)
+        snapshot = write_snapshot(entry.directory, meta.index_type, index, entry.seq)
         faults.point("checkpoint.snapshot_written")
         updated = replace(meta, snapshot_seq=entry.seq, snapshot_file=snapshot)
         try:
@@ -393,21 +393,6 @@ class IndexNode:
         entry.meta, entry.log_bytes = updated, 0
         faults.point("checkpoint.committed")
         (entry.directory / meta.snapshot_file).unlink(missing_ok=True)
-
-    def _write_snapshot(self, entry: Entry, index: Any, seq: int) -> str:
-        """Saves index as the snapshot of seq, durably (file and folder fsynced); returns its file name."""
-        name = f"{seq:016d}-{index_types.lookup(entry.meta.index_type).file_name}"
-        path = entry.directory / name
-        with io_errors(path, "snapshot"):
-            try:
-                faults.point("snapshot.write")
-                index.save(path)
-                fsync_file(path)
-                fsync_dir(entry.directory)
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-        return name
 
     def _writable(self, entry: Entry) -> Any:
         """The caller holds entry.lock."""
@@ -433,7 +418,23 @@ class IndexNode:
             raise FailedPrecondition(f"index {entry.meta.name!r} is Failed: {entry.meta.error}")
 
 
-def _apply(index: Any, record: Record) -> None:
+def write_snapshot(directory: Path, index_type: str, index: Any, seq: int) -> str:
+    """Saves index as the snapshot of seq, durably (file and folder fsynced); returns its file name."""
+    name = f"{seq:016d}-{index_types.lookup(index_type).file_name}"
+    path = directory / name
+    with io_errors(path, "snapshot"):
+        try:
+            faults.point("snapshot.write")
+            index.save(path)
+            fsync_file(path)
+            fsync_dir(directory)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    return name
+
+
+def apply(index: Any, record: Record) -> None:
     if record.kind == INSERT:
         (index.upsert if record.upsert else index.add)(record.vectors, record.ids)
     elif record.kind == DELETE:

@@ -3,7 +3,9 @@
 SQLite runs in WAL mode with synchronous=FULL: a commit returns once it is on disk, a torn
 commit is ignored on recovery and the next commit overwrites it. Each log record also carries
 a CRC-32 of its content and the records' sequence numbers must be contiguous, so a damaged
-or missing record is an error naming the file and the record, never a silent skip.
+or missing record is an error naming the file and the record, never a silent skip. SQLite
+itself stops replaying its -wal file at the first damaged frame and drops the rest quietly;
+open() compares what SQLite kept with the commits the file holds, and fails loudly instead.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ SCHEMA_VERSION = 1
 INSERT, DELETE = 1, 2
 IN_PROGRESS, FINISHED, FAILED = "InProgress", "Finished", "Failed"
 _SQLITE_FULL = 13
+_WAL_MAGIC = (0x377F0682, 0x377F0683)  # the low bit: checksums over big-endian words
+_WAL_HEADER, _WAL_FRAME_HEADER = 32, 24
 _SCHEMA = """
 CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, index_type TEXT NOT NULL,
                    metric TEXT NOT NULL, dim INTEGER NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL,
@@ -104,6 +108,7 @@ class IndexStore:
         self.directory = directory
         self.path = directory / DB_NAME
         self._conn = conn
+        self.lost_transactions = 0
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -130,14 +135,26 @@ class IndexStore:
             fsync_dir(directory)
 
     @classmethod
-    def open(cls, directory: Path) -> IndexStore:
-        """Opens and checks an existing database; StorageError names the file and what is wrong."""
+    def open(cls, directory: Path, salvage: bool = False) -> IndexStore:
+        """Opens and checks an existing database; StorageError names the file and what is wrong.
+
+        salvage: accept a damaged -wal file (what SQLite keeps of it) and count in lost_transactions
+        the committed transactions SQLite drops, for salvage.py.
+        """
         path = directory / DB_NAME
         if not path.is_file():
             raise StorageError(f"{path}: missing; the index's metadata and log are gone")
         with io_errors(path, "open"):
+            commits = _wal_commit_frames(path.with_name(DB_NAME + "-wal"))  # before SQLite reads it
             conn = cls._connect(path)
             try:
+                _, kept, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                # One commit past what SQLite kept is a torn last write, never acknowledged; a second
+                # one was written after the first returned, so the first was durable and is damaged.
+                lost = max(0, len([frame for frame in commits if frame > kept]) - 1)
+                if lost and not salvage:
+                    raise StorageError(f"{path}-wal: damaged at frame {kept + 1}; SQLite would drop {lost} "
+                                       "committed transaction(s) after it (see README, salvage)")
                 problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
                 if problems != ["ok"]:
                     raise StorageError(f"{path}: damaged: {'; '.join(problems)[:300]}")
@@ -148,7 +165,9 @@ class IndexStore:
             except BaseException:
                 conn.close()
                 raise
-        return cls(directory, conn)
+        store = cls(directory, conn)
+        store.lost_transactions = lost
+        return store
 
     def read_meta(self) -> Meta:
         with io_errors(self.path, "read metadata"):
@@ -204,8 +223,63 @@ class IndexStore:
                     self._conn.execute("ROLLBACK")
                 raise
 
+    def records_from(self, seq: int) -> tuple[int, int]:
+        """How many records have seq or a later one, and the last one's number (0 if none)."""
+        with io_errors(self.path, "read log"):
+            count, last = self._conn.execute("SELECT count(*), max(seq) FROM log WHERE seq >= ?", (seq,)).fetchone()
+        return count, last or 0
+
+    def reset(self, meta: Meta) -> None:
+        """Points meta at a new snapshot and deletes the whole log, in one transaction (salvage)."""
+        with io_errors(self.path, "salvage"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(f"UPDATE meta SET ({_META_FIELDS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = 1",
+                                   _meta_row(meta))
+                self._conn.execute("DELETE FROM log")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
     def close(self) -> None:
         self._conn.close()
+
+
+def _wal_commit_frames(wal: Path) -> list[int]:
+    """The numbers (from 1) of the commit frames in SQLite's -wal file that carry its current salts."""
+    try:
+        f = open(wal, "rb")  # noqa: SIM115 - closed below; frame headers only, the file may be large
+    except FileNotFoundError:
+        return []
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        header = f.read(_WAL_HEADER)
+        if len(header) < _WAL_HEADER:
+            return []
+        magic, _, page_size, _, salt1, salt2, sum1, sum2 = struct.unpack(">8I", header)
+        if magic not in _WAL_MAGIC or _wal_checksum(header[:24], magic & 1) != (sum1, sum2):
+            if size > _WAL_HEADER + 2 * (_WAL_FRAME_HEADER + max(page_size, 512)):
+                raise StorageError(f"{wal}: its header is damaged; SQLite would ignore every transaction in it")
+            return []  # a torn first write
+        frame = _WAL_FRAME_HEADER + page_size
+        commits = []
+        for n, at in enumerate(range(_WAL_HEADER, size - frame + 1, frame), 1):
+            f.seek(at)
+            _, commit_size, s1, s2 = struct.unpack(">4I", f.read(16))
+            if (s1, s2) == (salt1, salt2) and commit_size:
+                commits.append(n)
+        return commits
+
+
+def _wal_checksum(data: bytes, big_endian: int) -> tuple[int, int]:
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    s1 = s2 = 0
+    for x1, x2 in zip(words[::2], words[1::2]):
+        s1 = (s1 + x1 + s2) & 0xFFFFFFFF
+        s2 = (s2 + x2 + s1) & 0xFFFFFFFF
+    return s1, s2
 
 
 def _meta_row(meta: Meta) -> tuple:
