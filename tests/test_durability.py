@@ -113,6 +113,7 @@ def test_defect03_replay_is_idempotent_across_a_checkpoint(data_dir, crash_at):
     assert d.state == "Finished" and d.num_rows == 22
     assert present(node, "a", np.array([900001, 900002])).all()
     np.testing.assert_array_equal(node.get_vectors("a", np.array([900001])), rows(1, 3.0))
+    assert len(list(folder(data_dir, "a").glob("0*-index.flat.npz"))) == 1  # no orphan snapshot left
     node.close()
 
 

@@ -34,6 +34,7 @@ from . import faults, index_types
 from .errors import AlreadyExists, FailedPrecondition, NotFound, StorageError
 from .limits import BYTES_PER_HIT, Limits
 from .store import (
+    DB_NAME,
     DELETE,
     FAILED,
     FINISHED,
@@ -72,6 +73,8 @@ class Description:
 
 class IndexService(Protocol):
     """What the gRPC server needs from a node."""
+
+    limits: Limits
 
     def create(self, name: str, index_type: str, metric: str, dim: int, params: dict[str, str],
                vectors: np.ndarray, ids: np.ndarray | None) -> None: ...
@@ -137,6 +140,7 @@ class IndexNode:
             entry.meta = entry.store.read_meta()
             if entry.meta.name != name:
                 raise StorageError(f"{entry.store.path}: names index {entry.meta.name!r}, not {name!r}")
+            _remove_orphans(entry)
             if entry.meta.state == IN_PROGRESS:
                 entry.meta.state, entry.meta.error = FAILED, "the build was interrupted; drop and create it again"
                 entry.store.save_meta(entry.meta)
@@ -439,6 +443,15 @@ def apply(index: Any, record: Record) -> None:
         (index.upsert if record.upsert else index.add)(record.vectors, record.ids)
     elif record.kind == DELETE:
         index.delete(record.ids)
+
+
+def _remove_orphans(entry: Entry) -> None:
+    """Snapshots that a crash left unreferenced (written, never committed or not yet deleted)."""
+    keep = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", entry.meta.snapshot_file}
+    for path in entry.directory.iterdir():
+        if path.name not in keep and path.is_file():
+            log.info("index %s: removing %s, which no metadata refers to", entry.meta.name, path.name)
+            path.unlink()
 
 
 def _is_index_name(name: str) -> bool:

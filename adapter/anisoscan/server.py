@@ -121,9 +121,8 @@ def _check_dim(name: str, got: int, want: int) -> None:
 class IndexNodeServicer(pb_grpc.IndexNodeServicer):
     """Unpacks the wire format and calls the node; every rule on the data lives in the node."""
 
-    def __init__(self, node: IndexService, limits: Limits) -> None:
+    def __init__(self, node: IndexService) -> None:
         self.node = node
-        self.limits = limits
 
     @_errors
     def CreateIndex(self, request_iterator: Iterator[pb.CreateIndexRequest], context):  # noqa: N802
@@ -190,7 +189,7 @@ class IndexNodeServicer(pb_grpc.IndexNodeServicer):
             if len(ids) != len(vectors):
                 raise ValueError(f"ids: got {len(ids)} ids for {len(vectors)} vectors; send one id per vector")
             rows += len(ids)
-            self.limits.check_insert(rows, dim)  # while streaming, before holding more
+            self.node.limits.check_insert(rows, dim)  # while streaming, before holding more
             batches.append((vectors, ids))
         if not name:
             raise ValueError("index_name: the first Insert message must name the index")
@@ -251,7 +250,7 @@ def build_server(config: ServerConfig, node: IndexService) -> tuple[grpc.Server,
     interceptors = [TokenInterceptor(config.token)] if config.token is not None else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers), options=options,
                          interceptors=interceptors)
-    pb_grpc.add_IndexNodeServicer_to_server(IndexNodeServicer(node, config.limits), server)
+    pb_grpc.add_IndexNodeServicer_to_server(IndexNodeServicer(node), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
