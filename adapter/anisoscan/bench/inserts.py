@@ -41,7 +41,7 @@ def _wait_up(client: Client) -> None:
     raise RuntimeError("the server did not start")
 
 
-def measure(n: int, dim: int, batches: list[int], rows_per_batch_size: int, data_dir: Path | None) -> dict:
+def measure(n: int, dim: int, batches: list[int], seconds: float, data_dir: Path | None) -> dict:
     data = make_clustered(n, dim, n_queries=1, metric="L2", seed=0)
     params = {"index_type": "SCANN", "metric_type": "L2", "params": {"nlist": 64, "with_raw_data": True}}
     rng = np.random.default_rng(1)
@@ -55,16 +55,16 @@ def measure(n: int, dim: int, batches: list[int], rows_per_batch_size: int, data
                 client.create_index("bench", dim, params, vectors=data.base)
                 next_id, rows = n, {}
                 for batch in batches:
-                    calls = max(3, rows_per_batch_size // batch)
-                    latencies = []
-                    for _ in range(calls):
+                    latencies: list[float] = []
+                    started = time.perf_counter()
+                    while len(latencies) < 5 or time.perf_counter() - started < seconds:
                         x = rng.standard_normal((batch, dim), dtype=np.float32)
                         ids = np.arange(next_id, next_id + batch)
                         next_id += batch
                         start = time.perf_counter()
                         client.insert("bench", x, ids)
                         latencies.append(time.perf_counter() - start)
-                    ms = 1e3 * np.array(latencies)
+                    calls, ms = len(latencies), 1e3 * np.array(latencies)
                     rows[str(batch)] = {"calls": calls, "p50_ms": float(np.median(ms)),
                                         "p99_ms": float(np.percentile(ms, 99)),
                                         "rows_per_s": batch * calls / float(np.sum(latencies))}
@@ -78,7 +78,7 @@ def measure(n: int, dim: int, batches: list[int], rows_per_batch_size: int, data
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = measure(args.n, args.dim, [int(b) for b in args.batches.split(",")], args.rows, args.data_dir)
+    report = measure(args.n, args.dim, [int(b) for b in args.batches.split(",")], args.seconds, args.data_dir)
     report["label"] = args.label
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=20_000, help="rows in the index before the inserts")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batches", default="1,100,10000", help="rows per insert call, comma-separated")
-    p.add_argument("--rows", type=int, default=20_000, help="rows inserted per batch size (at least 3 calls)")
+    p.add_argument("--seconds", type=float, default=3.0, help="time per batch size (at least 5 calls)")
     p.add_argument("--data-dir", type=Path, default=None, help="where the node's data lives (a temporary folder)")
     p.add_argument("--label", default="", help="a name for this run, kept in the report")
     p.add_argument("--out", type=Path, help="write the JSON report here")
