@@ -64,8 +64,9 @@ def random_op(rng: np.random.Generator, state: dict[int, float], value: float) -
 def stored(node: NodeProcess) -> dict[int, float]:
     d = node.describe("c")
     assert d.state == "Finished", d
-    if not d.loaded:
+    if not d.loaded:  # killed between release and load
         node.load("c")
+        d = node.describe("c")
     found, _ = node.search("c", np.zeros((1, DIM), np.float32), len(UNIVERSE), {}, UNIVERSE, None)
     ids = found[0][found[0] >= 0]
     vectors = node.get_vectors("c", ids) if len(ids) else np.empty((0, DIM), np.float32)

@@ -19,7 +19,6 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import _validation as v
 from . import wire
 from .errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted, StorageError
 from .limits import Limits
@@ -137,7 +136,6 @@ class IndexNodeServicer(pb_grpc.IndexNodeServicer):
                     id_parts.append(wire.unpack_ids(req.ids))
         if first is None or not first.index_name:
             raise ValueError("index_name: the first CreateIndex message must name the index")
-        v.index_name(first.index_name)
         if first.dim == 0:
             raise ValueError("dim: must be positive")
         vectors = np.concatenate(parts) if parts else np.empty((0, first.dim), np.float32)
