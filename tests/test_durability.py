@@ -390,3 +390,32 @@ def test_issue14_release_racing_searches_is_a_precondition_error(tmp_path):
         t.join()
     assert not errors, errors[:3]
     node.close()
+
+
+@pytest.mark.parametrize("index_type, params", [("FLAT", {}), ("SCANN", {"nlist": "4", "with_raw_data": "true"})])
+def test_the_log_is_checkpointed_as_it_grows_and_a_failed_checkpoint_keeps_the_write(tmp_path, monkeypatch, caplog,
+                                                                                      index_type, params):
+    import anisoscan.node as node_module
+
+    monkeypatch.setattr(node_module, "CHECKPOINT_LOG_BYTES", 1000)  # ~3 inserts of 10 rows
+    x = np.random.default_rng(3).standard_normal((300, DIM)).astype(np.float32)
+    node = IndexNode(tmp_path / "data")
+    node.create("a", index_type, "L2", DIM, params, x[:200], None)
+    node.close()
+    node = IndexNode(tmp_path / "data")
+    for i in range(200, 260, 10):
+        node.insert("a", x[i:i + 10], np.arange(i, i + 10), False)
+    (snapshot,) = folder(tmp_path / "data", "a").glob("0*-*")
+    assert int(snapshot.name.split("-")[0]) > 0  # the log was folded into a newer snapshot
+    faults.inject("snapshot.write", errno.ENOSPC)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for i in range(260, 300, 10):
+                node.insert("a", x[i:i + 10], np.arange(i, i + 10), False)  # acknowledged all the same
+    finally:
+        faults.inject("snapshot.write", None)
+    assert "checkpoint failed" in caplog.text
+    node.close()
+    node = IndexNode(tmp_path / "data")
+    np.testing.assert_array_equal(node.get_vectors("a", np.arange(300)), x)
+    node.close()
