@@ -327,6 +327,11 @@ def test_defect10_incomplete_security_configurations_are_refused(tmp_path, caplo
     pki = _pki(tmp_path) if any(f.endswith((".pem", ".key")) for f in flags) else tmp_path
     (tmp_path / "empty.txt").write_text("\n")
     monkeypatch.chdir(pki)
+
+    def serve_anyway(config):
+        raise AssertionError(f"started with an incomplete configuration: {config}")
+
+    monkeypatch.setattr("anisoscan.server.serve", serve_anyway)  # a regression fails instead of serving forever
     with caplog.at_level(logging.ERROR):
         assert cli_main(["serve", "--data-dir", str(tmp_path / "data"), "--port", "0", *flags]) == 2
     assert names in caplog.text
