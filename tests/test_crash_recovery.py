@@ -141,3 +141,17 @@ def test_crash_at_each_step_of_create_build_and_drop(tmp_path: Path, crash_at: s
     node.create("c", "FLAT", "L2", DIM, {}, x, None)
     assert node.wait_finished("c").state == "Finished"
     node.close()
+
+
+@pytest.mark.parametrize("crash_at, logged", [("log.append", False), ("log.appended", True)])
+def test_crash_at_each_step_of_a_write(tmp_path: Path, crash_at: str, logged: bool):
+    data_dir = tmp_path / "data"
+    node = NodeProcess(data_dir)
+    node.create("c", "FLAT", "L2", DIM, {}, np.ones((5, DIM), np.float32), None)
+    node.wait_finished("c")
+    node.crash_at(crash_at)
+    with pytest.raises(Crashed):
+        node.insert("c", np.full((2, DIM), 2.0, np.float32), np.array([10, 11]), False)
+    node = NodeProcess(data_dir)
+    assert node.describe("c").num_rows == (7 if logged else 5)
+    node.close()

@@ -424,3 +424,35 @@ def test_the_log_is_checkpointed_as_it_grows_and_a_failed_checkpoint_keeps_the_w
     node = IndexNode(tmp_path / "data")
     np.testing.assert_array_equal(node.get_vectors("a", np.arange(300)), x)
     node.close()
+
+
+@pytest.mark.parametrize("point, operation", [("log.append", "insert"), ("log.append", "delete"),
+                                              ("meta.write", "release"), ("snapshot.write", "checkpoint"),
+                                              ("checkpoint.commit", "checkpoint"), ("create.rename", "create")])
+def test_full_disk_at_each_write_point_changes_nothing_until_space_is_freed(data_dir, point, operation):
+    node = start_with_flat(data_dir)
+    node.insert("a", rows(2, 2.0), np.array([100, 101]), False)
+    calls = {"insert": ("insert", "a", rows(1, 3.0), np.array([102]), False),
+             "delete": ("delete", "a", np.array([100])), "release": ("release", "a"), "checkpoint": ("checkpoint", "a"),
+             "create": ("create", "b", "FLAT", "L2", DIM, {}, rows(3, 1.0), None)}
+    method, *args = calls[operation]
+    before = sorted(p.name for p in folder(data_dir, "a").iterdir())
+    node.inject(point, errno.ENOSPC)
+    with pytest.raises(NodeError) as e:
+        getattr(node, method)(*args)
+    assert e.value.kind == "ResourceExhausted"
+    d = node.describe("a")
+    assert (d.state, d.loaded, d.num_rows) == ("Finished", True, 22)
+    assert node.names() == ["a"] and sorted(p.name for p in data_dir.iterdir()) == [folder(data_dir, "a").name]
+    assert sorted(p.name for p in folder(data_dir, "a").iterdir()) == before
+    node.inject(point, None)
+    getattr(node, method)(*args)
+    node.kill()
+    node = NodeProcess(data_dir)
+    expected = {"insert": 23, "delete": 21}.get(operation, 22)
+    d = node.describe("a")
+    if operation == "release":
+        assert not d.loaded
+        node.load("a")
+    assert node.describe("a").num_rows == expected
+    node.close()
