@@ -225,10 +225,11 @@ class IndexNode:
                     faults.point("create.rename")
                     os.rename(staging, directory)
                     fsync_dir(self.data_dir)
+                    entry = Entry(meta, directory, IndexStore.open(directory))
                 except BaseException:
-                    shutil.rmtree(staging, ignore_errors=True)
+                    for path in (staging, directory):  # this generation's alone
+                        shutil.rmtree(path, ignore_errors=True)
                     raise
-                entry = Entry(meta, directory, IndexStore.open(directory))
             self._entries[name] = entry
         self._builds.submit(self._build, entry, x, ids_arr)
 
@@ -295,8 +296,9 @@ class IndexNode:
                 except (StorageError, ValueError, OSError, KeyError, EOFError) as e:  # a damaged file
                     raise FailedPrecondition(f"index {name!r} cannot be loaded: {e}") from e
             if not entry.meta.loaded:
-                entry.store.save_meta(replace(entry.meta, loaded=True))
-                entry.meta.loaded = True
+                loaded = replace(entry.meta, loaded=True)
+                entry.store.save_meta(loaded)
+                entry.meta = loaded
 
     def release(self, name: str) -> None:
         """Frees the memory; the log already holds every write, so nothing needs saving but the flag."""
@@ -304,14 +306,15 @@ class IndexNode:
         with entry.lock:
             self._require_finished(entry)
             if entry.meta.loaded:
-                entry.store.save_meta(replace(entry.meta, loaded=False))
-                entry.meta.loaded = False
+                released = replace(entry.meta, loaded=False)
+                entry.store.save_meta(released)
+                entry.meta = released
             entry.index = None
 
     def checkpoint(self, name: str) -> None:
         entry = self._get(name)
         with entry.lock:
-            self._checkpoint(entry, self._writable(entry))
+            self._checkpoint(entry, self._serving(entry))
 
     # --- data -------------------------------------------------------------------------
     def insert(self, name: str, vectors: np.ndarray, ids: np.ndarray, upsert: bool) -> int:
@@ -320,7 +323,7 @@ class IndexNode:
         ids_arr = v.as_ids("ids", ids, len(x))
         self.limits.check_insert(len(x), entry.meta.dim)
         with entry.lock:
-            index = self._writable(entry)
+            index = self._serving(entry)
             if not len(x):
                 return len(index)
             if not upsert:
@@ -335,7 +338,7 @@ class IndexNode:
         entry = self._get(name)
         ids_arr = v.as_ids("ids", ids, unique=False)
         with entry.lock:
-            index = self._writable(entry)
+            index = self._serving(entry)
             if not len(ids_arr):
                 return len(index)
             missing = ids_arr[~index.contains(ids_arr)]
@@ -398,13 +401,8 @@ class IndexNode:
         faults.point("checkpoint.committed")
         (entry.directory / meta.snapshot_file).unlink(missing_ok=True)
 
-    def _writable(self, entry: Entry) -> Any:
-        """The caller holds entry.lock."""
-        if entry.dropped:
-            raise NotFound(f"index {entry.meta.name!r} does not exist")
-        return self._serving(entry)
-
     def _serving(self, entry: Entry) -> Any:
+        """The loaded index; writers call it holding entry.lock, so that a drop or release waits for them."""
         self._require_finished(entry)
         index = entry.index  # read once: a concurrent release may clear it
         if index is None:
