@@ -322,6 +322,7 @@ def _pki(tmp_path: Path) -> Path:
     (["--token", ""], "token is empty"),
     (["--token-file", "empty.txt"], "is empty"),
     (["--tls-cert", "a.pem", "--tls-key", "b.key"], "do not make a certificate and its key"),
+    (["--max-reply-mb", "512"], "larger than --max-message-mb"),
 ])
 def test_defect10_incomplete_security_configurations_are_refused(tmp_path, caplog, monkeypatch, flags, names):
     pki = _pki(tmp_path) if any(f.endswith((".pem", ".key")) for f in flags) else tmp_path

@@ -78,6 +78,8 @@ class ServerConfig:
         for name in ("max_reply_bytes", "max_get_ids", "max_insert_rows"):
             if getattr(self.limits, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1")
+        if self.limits.max_reply_bytes > self.max_message_bytes:
+            raise ConfigError("--max-reply-mb is larger than --max-message-mb: such a reply could never be sent")
 
 
 def _errors(method: Callable) -> Callable:
