@@ -350,6 +350,19 @@ void IvfIndex::compact() {
   for (auto& part : partitions_) part.shrink();
 }
 
+void IvfIndex::contains(Span<const int64_t> ids, uint8_t* out) const {
+  std::unordered_map<int64_t, std::vector<size_t>> wanted;
+  for (size_t i = 0; i < ids.size; ++i) wanted[ids[i]].push_back(i);
+  std::fill(out, out + ids.size, uint8_t{0});
+  std::shared_lock lock(*mutex_);
+  for (const auto& part : partitions_)
+    for (size_t i = 0; i < part.size(); ++i) {
+      auto it = wanted.find(part.ids()[i]);
+      if (it != wanted.end())
+        for (size_t at : it->second) out[at] = 1;
+    }
+}
+
 void IvfIndex::get_vectors(Span<const int64_t> ids, float* out) const {
   if (!params_.with_raw_data)
     throw std::invalid_argument(

@@ -83,6 +83,8 @@ class IvfIndex {
   void remove(Span<const int64_t> ids);
   // Returns spare capacity left by removals.
   void compact();
+  // out[i] = 1 when ids[i] is stored, else 0: lets a caller check a change before making it.
+  void contains(Span<const int64_t> ids, uint8_t* out) const;
   // Copies the raw vectors of the ids (normalized for COSINE) into out [ids.size, dim].
   void get_vectors(Span<const int64_t> ids, float* out) const;
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -21,8 +22,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *extra: str, port: int | None = None) -> None:
-        self.data_dir, self.extra = data_dir, extra
+    def __init__(self, data_dir: Path, *extra: str, port: int | None = None, memory_limit: int | None = None) -> None:
+        self.data_dir, self.extra, self.memory_limit = data_dir, extra, memory_limit
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -32,7 +33,8 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "anisoscan.cli", "serve", "--data-dir", str(self.data_dir),
              "--port", str(self.port), *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._limit_memory if self.memory_limit else None,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -49,6 +51,10 @@ class ServerProcess:
             finally:
                 channel.close()
         raise RuntimeError(f"server did not become healthy: {self.log()}")
+
+    def _limit_memory(self) -> None:
+        """Address space, so that an allocation past it fails (or the process dies) as on a small machine."""
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
 
     def log(self) -> str:
         path = self.data_dir.parent / f"server-{self.port}.log"

@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 import numbers
+import re
 from typing import Any
 
 import numpy as np
+
+# Milvus collection-name rules, ASCII only: no path separator, dot or control character can
+# reach the file system. fullmatch: "$" would let a trailing newline through.
+_INDEX_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+# With every |component| <= 1e16 and dim <= 32768, an L2 or IP distance stays under
+# 4 * 32768 * 1e32 = 1.3e37, below float32's 3.4e38: no inf or NaN from finite input.
+MAX_ABS_COMPONENT = 1e16
+_ECHO_CHARS = 60
+
+
+def clip(text: str, limit: int = _ECHO_CHARS) -> str:
+    """Input quoted back in an error, cut to a bounded length."""
+    text = repr(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def index_name(name: Any) -> str:
+    if not isinstance(name, str) or not _INDEX_NAME.fullmatch(name):
+        shown = clip(name) if isinstance(name, str) else type(name).__name__
+        raise ValueError(f"index_name: {shown} is invalid; use ASCII letters, digits or '_', starting with a "
+                         "letter or '_', at most 255 characters")
+    return name
+
+
+def bounded_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """as_vectors, and every component within +-MAX_ABS_COMPONENT (what a served index accepts)."""
+    out = as_vectors(name, x, dim, allow_empty=allow_empty)
+    too_big = ~(np.abs(out) <= MAX_ABS_COMPONENT)
+    if too_big.any():
+        row = int(np.argwhere(too_big)[0][0])
+        raise ValueError(f"{name}: row {row} has a value beyond +-{MAX_ABS_COMPONENT:g}; distances would overflow "
+                         "float32")
+    return out
 
 
 def as_vectors(name: str, x: Any, dim: int | None = None, allow_empty: bool = False,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from . import demo
+from .limits import Limits
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -18,21 +18,9 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .server import ServerConfig
-    from .server import serve as run_server
+    from .server import main as serve_main
 
-    token = args.token
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip()
-
-    def path(value: str | None) -> Path | None:
-        return Path(value) if value else None
-
-    run_server(ServerConfig(
-        data_dir=Path(args.data_dir), host=args.host, port=args.port, token=token,
-        tls_cert=path(args.tls_cert), tls_key=path(args.tls_key), tls_client_ca=path(args.tls_client_ca),
-        max_message_bytes=args.max_message_mb << 20))
-    return 0
+    return serve_main(args)
 
 
 def lite(args: argparse.Namespace) -> int:
@@ -72,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--tls-key", help="server private key (PEM)")
     s.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
     s.add_argument("--max-message-mb", type=int, default=256)
+    s.add_argument("--max-reply-mb", type=int, default=Limits.max_reply_bytes >> 20,
+                   help="largest Search/GetVectors reply, checked before searching")
+    s.add_argument("--max-get-ids", type=int, default=Limits.max_get_ids, help="most ids in one GetVectors")
+    s.add_argument("--max-insert-rows", type=int, default=Limits.max_insert_rows, help="most rows in one Insert")
     s.set_defaults(func=serve)
     args = parser.parse_args(argv)
     return int(args.func(args))

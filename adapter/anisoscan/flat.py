@@ -64,6 +64,11 @@ class FlatIndex:
             keep = ~np.isin(self._ids, ids_arr)
             self._vectors, self._ids = self._vectors[keep], self._ids[keep]
 
+    def contains(self, ids: Any) -> np.ndarray:
+        ids_arr = v.as_ids("ids", ids, unique=False)
+        with self._lock:
+            return np.isin(ids_arr, self._ids)
+
     def get_vectors(self, ids: Any) -> np.ndarray:
         ids_arr = v.as_ids("ids", ids, unique=False)
         with self._lock:

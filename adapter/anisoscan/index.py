@@ -119,6 +119,11 @@ class Index:
         """Returns the memory that deletes left unused."""
         self._core.compact()
 
+    def contains(self, ids: Any) -> np.ndarray:
+        """A boolean array: whether each id is stored (repeats allowed)."""
+        self._require_built("contains")
+        return self._core.contains(v.as_ids("ids", ids, unique=False))
+
     def get_vectors(self, ids: Any) -> np.ndarray:
         """The stored float32 vectors of the ids, [len(ids), dim] (unit length for COSINE).
 

@@ -196,6 +196,16 @@ PYBIND11_MODULE(_core, m) {
              py::gil_scoped_release release;
              self.compact();
            })
+      .def("contains",
+           [](const IvfIndex& self, const IdArray& ids) {
+             auto s = id_span(ids, "ids");
+             py::array_t<bool> out(s.size);
+             {
+               py::gil_scoped_release release;
+               self.contains(s, reinterpret_cast<uint8_t*>(out.mutable_data()));
+             }
+             return out;
+           })
       .def("get_vectors",
            [](const IvfIndex& self, const IdArray& ids) {
              auto s = id_span(ids, "ids");

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, grpc_overhead, kernel, milvus_lite, milvus_side_by_side, scaling
+from . import compare, grpc_overhead, inserts, kernel, milvus_lite, milvus_side_by_side, scaling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
         "compare", help="recall@10 vs QPS, build time, memory: anisoscan against ScaNN, faiss, HNSW",
         description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     grpc_overhead.add_arguments(sub.add_parser("grpc", help="QPS through the gRPC node vs in-process"))
+    inserts.add_arguments(sub.add_parser("inserts", help="durable insert latency and rows/s through the gRPC node",
+                                         description=inserts.__doc__))
     milvus_side_by_side.add_arguments(sub.add_parser(
         "milvus", help="anisoscan next to a real Milvus server's SCANN, IVF_PQ and HNSW",
         description=milvus_side_by_side.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))

@@ -377,7 +377,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
     p.add_argument("--n", type=int, default=0, help="use the first N base vectors (default: all)")
     p.add_argument("--queries", type=int, default=1000, help="queries searched batched (default 1000)")
-    p.add_argument("--single-queries", type=int, default=200, help="queries searched one per call (default 200)")
+    p.add_argument("--single-queries", type=int, default=50, help="queries searched one per call (default 50)")
     p.add_argument("--k", type=int, default=10, help="limit (top-k) of every search")
     p.add_argument("--segment-rows", type=int, default=100_000,
                    help="flush every N rows (Milvus Lite also flushes when its 128 MB memtable fills)")
