@@ -349,17 +349,22 @@ def add_segments_arguments(p: argparse.ArgumentParser) -> None:
 def run_writes(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_library_logs()
+    from milvus_lite.constants import MEMTABLE_MEMORY_LIMIT  # MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES
+
     rows = [insert_stalls(t, args.n, args.dim, args.batch, {"nlist": 256} if t == "SCANN" else {})
             for t in (None, *args.index_types)]
-    lines = [f"### Insert latency in Milvus Lite: {args.n:,} rows x {args.dim} in batches of {args.batch:,}", "",
+    memtable_mb = MEMTABLE_MEMORY_LIMIT >> 20
+    lines = [f"### Insert latency in Milvus Lite: {args.n:,} rows x {args.dim} in batches of {args.batch:,}, "
+             f"memtable {memtable_mb} MB", "",
              "| index | total s | median s | p99 s | max s | segment indexes built meanwhile |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['index_type']} | {r['total_s']:.1f} | {r['median_s']:.3f} | {r['p99_s']:.3f} | {r['max_s']:.2f} | "
               f"{r['segment_indexes_built']} |" for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "milvus-lite-inserts.json", lambda p: p.write_text(json.dumps(rows, indent=1) + "\n"))
-    _write(out / "milvus-lite-inserts.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+    stem = f"milvus-lite-inserts-memtable-{memtable_mb}mb"
+    _write(out / f"{stem}.json", lambda p: p.write_text(json.dumps(rows, indent=1) + "\n"))
+    _write(out / f"{stem}.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     print("\n".join(lines))
     return 0
 
