@@ -464,8 +464,19 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> bool:
-    """recall@k vs QPS (log), one thread and batched side by side. False when matplotlib is missing."""
+@dataclass(frozen=True)
+class Panel:
+    qps_key: str
+    recall_key: str
+    title: str
+
+
+def plot_recall_qps(path: Path, indexes: list[dict[str, Any]], panels: tuple[Panel, ...], k: int, ylabel: str,
+                    title: str) -> bool:
+    """Each index's recall@k/QPS frontier (log QPS), one panel per timing, dashed where codes only.
+
+    indexes: dicts with "name", "points" and "codes_only". False when matplotlib is missing.
+    """
     try:
         import matplotlib
 
@@ -474,34 +485,36 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     except ImportError:
         log.warning("matplotlib is not installed: no %s", path.name)
         return False
-    k = report["dataset"]["k"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharex=True)
-    panels = (("qps", "recall", "one thread, one query per call"),
-              ("qps_batched", "recall_batched", f"batched, {report['setup']['threads']} threads"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 5.5), sharex=True)
     lowest = 1.0
-    for ax, (qps_key, recall_key, title) in zip(axes, panels):
-        for r in report["indexes"]:
-            line = frontier(r["points"], qps_key, recall_key)
-            if not line:
-                continue
-            x, y = zip(*line)
-            lowest = min(lowest, min(x))
-            style = "--" if r["codes_only"] else "-"
-            ax.plot(x, y, style, marker="o", markersize=3, label=r["name"])
+    for ax, panel in zip(axes, panels):
+        for r in indexes:
+            line = frontier(r["points"], panel.qps_key, panel.recall_key)
+            if line:
+                x, y = zip(*line)
+                lowest = min(lowest, min(x))
+                ax.plot(x, y, "--" if r["codes_only"] else "-", marker="o", markersize=3, label=r["name"])
         ax.set_yscale("log")
         ax.set_xlabel(f"recall@{k}")
-        ax.set_ylabel("queries/s")
-        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel.title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_xlim(max(0.0, lowest - 0.02), 1.0)
-    axes[1].legend(loc="lower left", fontsize=8)
-    d = report["dataset"]
-    fig.suptitle(f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}), {report['machine']['cpu']}; "
-                 "dashed: codes only", fontsize=10)
+    axes[-1].legend(loc="lower left", fontsize=8)
+    fig.suptitle(title + "; dashed: codes only", fontsize=10)
     fig.tight_layout()
     _write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
     return True
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """One thread and batched side by side."""
+    d = report["dataset"]
+    panels = (Panel("qps", "recall", "one thread, one query per call"),
+              Panel("qps_batched", "recall_batched", f"batched, {report['setup']['threads']} threads"))
+    return plot_recall_qps(path, report["indexes"], panels, d["k"], "queries/s",
+                           f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}), {report['machine']['cpu']}")
 
 
 def _write(path: Path, write: Any) -> None:
@@ -515,16 +528,19 @@ def output_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 
-def write_report(report: dict[str, Any], out: Path) -> list[Path]:
-    """<out>/<dataset>.json, .md and .png (no .png without matplotlib)."""
+def write_outputs(report: dict[str, Any], out: Path, stem: str, to_markdown: Any, to_plot: Any) -> list[Path]:
+    """<out>/<stem>.json, .md and .png (no .png without matplotlib)."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(report["dataset"]["name"])
     paths = [out / f"{stem}.json", out / f"{stem}.md"]
     _write(paths[0], lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
-    _write(paths[1], lambda p: p.write_text(markdown(report)))
-    if plot(report, out / f"{stem}.png"):
+    _write(paths[1], lambda p: p.write_text(to_markdown(report)))
+    if to_plot(report, out / f"{stem}.png"):
         paths.append(out / f"{stem}.png")
     return paths
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    return write_outputs(report, out, output_stem(report["dataset"]["name"]), markdown, plot)
 
 
 # --- command line ---------------------------------------------------------------------------

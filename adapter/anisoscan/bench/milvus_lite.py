@@ -28,7 +28,7 @@ from ..datasets import Dataset, load_folder, load_shipped
 from ..index import exact_search
 from ..metrics import recall_at_k
 from ..milvus import quiet_library_logs
-from .compare import _write, best_qps, frontier, machine_info, output_stem
+from .compare import Panel, _write, best_qps, machine_info, output_stem, plot_recall_qps, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +205,11 @@ def insert_stalls(index_type: str | None, n: int, dim: int, batch: int, params: 
 # --- reporting ------------------------------------------------------------------------------
 
 
-def _points(r: dict[str, Any]) -> list[dict[str, Any]]:
-    return r["points"]
-
-
 def markdown(report: dict[str, Any]) -> str:
     d, k = report["dataset"], report["k"]
     raw = d["n"] * d["dim"] * 4
     scann = next(r for r in report["results"] if r["index_type"] == "SCANN" and not r["codes_only"])
-    scann_qps = best_qps(_points(scann), 0.90, "qps_batched")
+    scann_qps = best_qps(scann["points"], 0.90, "qps_batched")
     lines = [
         f"### {d['name']} in Milvus Lite {report['milvus_lite']}: {d['n']:,} x {d['dim']}, {d['metric']}, "
         f"{d['nq']:,} queries, {report['segments']} segments",
@@ -228,7 +224,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
-        pts = _points(r)
+        pts = r["points"]
         batched = best_qps(pts, 0.90, "qps_batched")
         single = best_qps(pts, 0.90, "qps_single")
         ahead = "—" if r is scann or batched is None or scann_qps is None else f"{scann_qps / batched:.2f}x"
@@ -240,46 +236,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no %s", path.name)
-        return False
     k, d = report["k"], report["dataset"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharex=True)
-    for ax, key, title in ((axes[0], "qps_batched", f"batched ({d['nq']:,} queries per call)"),
-                           (axes[1], "qps_single", "one query per call")):
-        for r in report["results"]:
-            line = frontier(_points(r), key)
-            if line:
-                x, y = zip(*line)
-                ax.plot(x, y, "--" if r["codes_only"] else "-", marker="o", markersize=3, label=r["name"])
-        ax.set_yscale("log")
-        ax.set_xlabel(f"recall@{k}")
-        ax.set_ylabel("queries/s through pymilvus")
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}) in Milvus Lite "
-                 f"{report['milvus_lite']}; dashed: codes only", fontsize=10)
-    fig.tight_layout()
-    _write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return True
+    panels = (Panel("qps_batched", "recall", f"batched ({d['nq']:,} queries per call)"),
+              Panel("qps_single", "recall", "one query per call"))
+    title = f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}) in Milvus Lite {report['milvus_lite']}"
+    return plot_recall_qps(path, report["results"], panels, k, "queries/s through pymilvus", title)
 
 
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "milvus-lite-" + output_stem(report["dataset"]["name"])
-    paths = [out / f"{stem}.json", out / f"{stem}.md"]
-    _write(paths[0], lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
-    _write(paths[1], lambda p: p.write_text(markdown(report)))
-    if plot(report, out / f"{stem}.png"):
-        paths.append(out / f"{stem}.png")
-    return paths
+    return write_outputs(report, out, "milvus-lite-" + output_stem(report["dataset"]["name"]), markdown, plot)
 
 
 # --- command line ---------------------------------------------------------------------------
