@@ -294,3 +294,25 @@ def test_a_damaged_sidecar_is_set_aside_and_rebuilt(tmp_path):
         assert "moved to" in served.log() and "SCANN segment index built" in served.log()
     finally:
         served.stop()
+
+
+def test_a_pymilvus_2_6_client_reaches_scann(tmp_path):
+    """The served database through pymilvus 2.6 (nested "params" JSON on the wire), in its own venv."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "pymilvus26"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "pymilvus>=2.6,<2.7"], capture_output=True,
+                         text=True)
+    if pip.returncode != 0:
+        pytest.skip(f"pymilvus 2.6 could not be installed (offline?): {pip.stderr[-300:]}; "
+                    "pymilvus 3 covers the same calls above")
+    served = LiteServer(tmp_path / "old.db").start()
+    try:
+        run = subprocess.run([str(venv / "bin" / "python"), str(Path(__file__).parent / "old_client_check.py"),
+                              served.uri], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+        assert run.stdout.startswith("pymilvus 2.6")
+    finally:
+        served.stop()
