@@ -7,7 +7,6 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
-#include <unordered_map>
 #include <unordered_set>
 
 #include "distances.h"
@@ -53,23 +52,27 @@ float missing_distance(Metric metric) {
 // The filter of one search call, resolved to a bit per stored vector.
 class IvfIndex::Passes {
  public:
-  Passes(const std::vector<Partition>& partitions, const IdFilter& f) : first_(partitions.size() + 1, 0) {
+  // O(filter size) for id lists (through the id map), plus O(N) only for a mask (it is
+  // indexed by id, so every stored id is looked up once).
+  Passes(const std::vector<Partition>& partitions, const IdMap& map, const IdFilter& f)
+      : first_(partitions.size() + 1, 0) {
     for (size_t p = 0; p < partitions.size(); ++p) first_[p + 1] = first_[p] + partitions[p].size();
-    bits_.assign((first_.back() + 63) / 64, 0);
+    const size_t total = first_.back();
+    bits_.assign((total + 63) / 64, f.has_allowed ? 0 : ~uint64_t{0});
+    if (!f.has_allowed && total % 64) bits_.back() = (uint64_t{1} << (total % 64)) - 1;
     allowed_in_.assign(partitions.size(), 0);
-    for (size_t p = 0; p < partitions.size(); ++p) {
-      const int64_t* ids = partitions[p].ids();
-      for (size_t i = 0; i < partitions[p].size(); ++i) {
-        const int64_t id = ids[i];
-        bool ok = (!f.has_mask || (id >= 0 && static_cast<uint64_t>(id) < f.mask.size && f.mask[id])) &&
-                  (!f.has_allowed || std::binary_search(f.allowed.begin(), f.allowed.end(), id)) &&
-                  !std::binary_search(f.excluded.begin(), f.excluded.end(), id);
-        if (!ok) continue;
-        size_t bit = first_[p] + i;
-        bits_[bit / 64] |= uint64_t{1} << (bit % 64);
-        ++allowed_in_[p];
-      }
-    }
+    if (f.has_allowed)
+      for (int64_t id : f.allowed) set(map.find(id, partitions), true);
+    else
+      for (size_t p = 0; p < partitions.size(); ++p) allowed_in_[p] = partitions[p].size();
+    for (int64_t id : f.excluded) set(map.find(id, partitions), false);
+    if (f.has_mask)
+      for (size_t p = 0; p < partitions.size(); ++p)
+        for (size_t i = 0; i < partitions[p].size(); ++i) {
+          const int64_t id = partitions[p].ids()[i];
+          if (!(id >= 0 && static_cast<uint64_t>(id) < f.mask.size && f.mask[id]))
+            set(Location{static_cast<uint32_t>(p), static_cast<uint32_t>(i)}, false);
+        }
   }
   bool test(size_t p, size_t i) const {
     size_t bit = first_[p] + i;
@@ -78,6 +81,13 @@ class IvfIndex::Passes {
   size_t allowed_in(size_t p) const { return allowed_in_[p]; }
 
  private:
+  void set(std::optional<Location> at, bool pass) {
+    if (!at || test(at->partition, at->offset) == pass) return;
+    const size_t bit = first_[at->partition] + at->offset;
+    bits_[bit / 64] ^= uint64_t{1} << (bit % 64);
+    allowed_in_[at->partition] += pass ? 1 : size_t(-1);
+  }
+
   std::vector<size_t> first_;
   std::vector<uint64_t> bits_;
   std::vector<size_t> allowed_in_;
@@ -184,7 +194,8 @@ IvfIndex::IvfIndex(const IndexParams& params)
     : params_(params),
       pq_(params.dim, params.pq.sub_dim),
       layout_{pq_.num_subspaces()},
-      mutex_(std::make_unique<std::shared_mutex>()) {
+      mutex_(std::make_unique<std::shared_mutex>()),
+      id_map_mutex_(std::make_unique<std::mutex>()) {
   if (params.nlist == 0 || params.nlist > 65536) throw std::invalid_argument("nlist: must be in [1, 65536]");
   params_.pq.threads = params.threads;
 }
@@ -247,6 +258,8 @@ void IvfIndex::train(MatrixView<const float> x) {
   derive_center_tables();
   pq_ = std::move(pq);
   partitions_.assign(params_.nlist, Partition{});
+  id_map_ = IdMap{};
+  id_map_built_ = false;
   mapping_.reset();
   trained_ = true;
 }
@@ -269,10 +282,14 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::unique_lock lock(*mutex_);
   std::unordered_set<int64_t> incoming(ids, ids + n);
   if (incoming.size() != n) throw std::invalid_argument("ids: duplicate ids in one call; each id may appear once");
+  size_t stored = 0;
+  for (const auto& part : partitions_) stored += part.size();
+  // A first add (a build) has nothing to collide with: the map is left to be built on first use.
+  const bool track = stored > 0 || id_map_built_;
   std::vector<int64_t> present;
-  for (const auto& part : partitions_)
-    for (size_t i = 0; i < part.size(); ++i)
-      if (incoming.count(part.ids()[i])) present.push_back(part.ids()[i]);
+  if (track)
+    for (size_t i = 0; i < n; ++i)
+      if (id_map().find(ids[i], partitions_)) present.push_back(ids[i]);
   if (!present.empty()) {
     if (!replace)
       throw std::invalid_argument("ids: " + std::to_string(present.size()) + " id(s) already in the index, e.g. " +
@@ -285,9 +302,12 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   for (size_t p = 0; p < params_.nlist; ++p)
     if (incoming_per_partition[p])
       partitions_[p].reserve(layout_, partitions_[p].size() + incoming_per_partition[p], d, params_.with_raw_data);
-  for (size_t i = 0; i < n; ++i)
-    partitions_[assign[i]].append(layout_, ids[i], codes.data() + i * m,
-                                  params_.with_raw_data ? xv.row(i) : nullptr, d);
+  for (size_t i = 0; i < n; ++i) {
+    Partition& part = partitions_[assign[i]];
+    part.append(layout_, ids[i], codes.data() + i * m, params_.with_raw_data ? xv.row(i) : nullptr, d);
+    if (track)
+      id_map_.insert(ids[i], {static_cast<uint32_t>(assign[i]), static_cast<uint32_t>(part.size() - 1)}, partitions_);
+  }
 }
 
 std::vector<float> IvfIndex::code_targets(MatrixView<const float> x, const std::vector<float>& centers,
@@ -304,25 +324,30 @@ float IvfIndex::score_bias(float center_distance) const {
   return params_.by_residual && params_.metric != Metric::kL2 ? center_distance : 0.f;
 }
 
-std::vector<IvfIndex::Location> IvfIndex::locate(Span<const int64_t> ids, const char* what) const {
-  std::unordered_map<int64_t, size_t> wanted;
-  for (size_t i = 0; i < ids.size; ++i) wanted.emplace(ids[i], i);
-  std::vector<Location> where(ids.size, Location{UINT32_MAX, 0});
-  for (size_t p = 0; p < partitions_.size(); ++p)
-    for (size_t i = 0; i < partitions_[p].size(); ++i) {
-      auto it = wanted.find(partitions_[p].ids()[i]);
-      if (it != wanted.end()) where[it->second] = {static_cast<uint32_t>(p), static_cast<uint32_t>(i)};
-    }
+std::vector<Location> IvfIndex::locate(Span<const int64_t> ids, const char* what) const {
+  const IdMap& map = id_map();
+  std::vector<Location> where(ids.size);
   std::vector<int64_t> missing;
   for (size_t i = 0; i < ids.size; ++i) {
-    size_t first = wanted.at(ids[i]);  // a repeated id shares its first occurrence's place
-    where[i] = where[first];
-    if (where[i].partition == UINT32_MAX) missing.push_back(ids[i]);
+    std::optional<Location> at = map.find(ids[i], partitions_);
+    if (at)
+      where[i] = *at;
+    else
+      missing.push_back(ids[i]);
   }
   if (!missing.empty())
     throw std::invalid_argument(std::string(what) + ": " + std::to_string(missing.size()) +
                                 " id(s) not in the index, e.g. " + some_ids(missing) + "; nothing was changed");
   return where;
+}
+
+const IdMap& IvfIndex::id_map() const {
+  std::lock_guard guard(*id_map_mutex_);
+  if (!id_map_built_) {
+    id_map_.rebuild(partitions_);
+    id_map_built_ = true;
+  }
+  return id_map_;
 }
 
 void IvfIndex::remove(Span<const int64_t> ids) {
@@ -342,25 +367,26 @@ void IvfIndex::remove_locked(Span<const int64_t> ids) {
                             return a.partition == b.partition && a.offset == b.offset;
                           }),
               where.end());
-  for (const Location& loc : where) partitions_[loc.partition].swap_remove(layout_, loc.offset, params_.dim);
+  for (const Location& loc : where) {
+    Partition& part = partitions_[loc.partition];
+    const size_t last = part.size() - 1;
+    id_map_.erase(part.ids()[loc.offset], partitions_);
+    if (loc.offset != last) id_map_.relocate(part.ids()[last], loc, partitions_);
+    part.swap_remove(layout_, loc.offset, params_.dim);
+  }
 }
 
 void IvfIndex::compact() {
   std::unique_lock lock(*mutex_);
   for (auto& part : partitions_) part.shrink();
+  id_map_ = IdMap{};  // sized for what remains when next needed
+  id_map_built_ = false;
 }
 
 void IvfIndex::contains(Span<const int64_t> ids, uint8_t* out) const {
-  std::unordered_map<int64_t, std::vector<size_t>> wanted;
-  for (size_t i = 0; i < ids.size; ++i) wanted[ids[i]].push_back(i);
-  std::fill(out, out + ids.size, uint8_t{0});
   std::shared_lock lock(*mutex_);
-  for (const auto& part : partitions_)
-    for (size_t i = 0; i < part.size(); ++i) {
-      auto it = wanted.find(part.ids()[i]);
-      if (it != wanted.end())
-        for (size_t at : it->second) out[at] = 1;
-    }
+  const IdMap& map = id_map();
+  for (size_t i = 0; i < ids.size; ++i) out[i] = map.find(ids[i], partitions_) ? 1 : 0;
 }
 
 void IvfIndex::get_vectors(Span<const int64_t> ids, float* out) const {
@@ -406,7 +432,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   std::vector<float> qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
-  if (filter.active()) passes = std::make_unique<Passes>(partitions_, filter);
+  if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
   const size_t d = params_.dim, nq = queries.rows;
   // Blocks of queries, spread evenly over the threads.
   const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
@@ -550,7 +576,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   std::vector<float> qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
-  if (filter.active()) passes = std::make_unique<Passes>(partitions_, filter);
+  if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
   const size_t d = params_.dim, m = pq_.num_subspaces();
   std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
@@ -601,7 +627,7 @@ size_t IvfIndex::memory_bytes() const {
                  (centers_.capacity() + center_panels_.capacity() + center_norms_.capacity()) * sizeof(float) +
                  pq_.codebooks().capacity() * sizeof(float) + partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
-  return bytes + IndexFile::mapped_bytes(mapping_);
+  return bytes + id_map_.memory_bytes() + IndexFile::mapped_bytes(mapping_);
 }
 
 void IvfIndex::save(const std::string& path) const {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "anisotropic_pq.h"
 #include "array_view.h"
 #include "fastscan_layout.h"
+#include "id_map.h"
 #include "metric.h"
 #include "partition.h"
 #include "topk.h"
@@ -100,10 +102,6 @@ class IvfIndex {
   static IvfIndex load(const std::string& path, bool mmap, bool verify_checksum);
 
  private:
-  struct Location {
-    uint32_t partition;
-    uint32_t offset;
-  };
   class Passes;
 
   std::vector<float> prepare(MatrixView<const float> x) const;
@@ -125,6 +123,9 @@ class IvfIndex {
                     float* distances) const;
   // Where each of `ids` is stored; throws listing the ids that are absent.
   std::vector<Location> locate(Span<const int64_t> ids, const char* what) const;
+  // The id map, built on first use (searches without id filters never need it; a mapped
+  // file never pays for it unless it is changed). Callers hold mutex_, shared or unique.
+  const IdMap& id_map() const;
   void remove_locked(Span<const int64_t> ids);
   // Derived from centers_ (not stored in files): panels and squared norms for scoring all
   // partitions of a query at once.
@@ -140,6 +141,9 @@ class IvfIndex {
   bool trained_ = false;
   std::shared_ptr<const MappedFile> mapping_;  // keeps views of a mapped file valid
   std::unique_ptr<std::shared_mutex> mutex_;
+  mutable IdMap id_map_;
+  mutable bool id_map_built_ = false;
+  std::unique_ptr<std::mutex> id_map_mutex_;  // builds it once under a shared mutex_
 
   friend class IndexFile;
 };

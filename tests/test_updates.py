@@ -96,3 +96,45 @@ def test_memory_without_raw_data_is_codes_plus_ids():
     centers_and_tables = 16 * d * 4 * 2 + d // 2 * 16 * 2 * 4
     assert index.memory_bytes <= 1.1 * (codes + 8 * n) + centers_and_tables
     assert index.memory_bytes < x.nbytes / 14
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_every_id_stays_findable_through_random_updates(tmp_path, mapped):
+    """The id map against a dict model: adds, deletes, upserts, compaction, a mapped reload."""
+    rng = np.random.default_rng(7)
+    d = 8
+    model = {int(i): rng.normal(size=d).astype(np.float32) for i in rng.choice(1 << 40, 600, replace=False)}
+    index = Index(d, "L2", nlist=8).build(np.stack(list(model.values())), np.array(list(model)))
+    if mapped:
+        index.save(tmp_path / "i.anisoscan")
+        index = Index.load(tmp_path / "i.anisoscan", mmap=True)
+    for step in range(60):
+        present = np.array(sorted(model), dtype=np.int64)
+        op = step % 4
+        if op == 0:  # delete a handful, in one call
+            gone = rng.choice(present, 7, replace=False)
+            index.delete(gone)
+            for i in gone:
+                del model[int(i)]
+        elif op == 1:  # add new ids
+            new = rng.integers(1 << 41, 1 << 42, 9)
+            vecs = rng.normal(size=(9, d)).astype(np.float32)
+            index.add(vecs, new)
+            model.update({int(i): v for i, v in zip(new, vecs)})
+        elif op == 2:  # upsert a mix of present and new ids
+            ids = np.concatenate([rng.choice(present, 3, replace=False), rng.integers(1 << 43, 1 << 44, 2)])
+            vecs = rng.normal(size=(5, d)).astype(np.float32)
+            index.upsert(vecs, ids)
+            model.update({int(i): v for i, v in zip(ids, vecs)})
+        elif step % 8 == 3:
+            index.compact()
+        present = np.array(sorted(model), dtype=np.int64)
+        np.testing.assert_array_equal(index.get_vectors(present), np.stack([model[int(i)] for i in present]))
+        absent = rng.integers(1 << 45, 1 << 46, 20)
+        assert index.contains(present).all() and not index.contains(absent).any()
+        assert len(index) == len(model)
+    with pytest.raises(ValueError, match="not in the index"):
+        index.delete([int(absent[0])])
+    allowed = rng.choice(present, 5, replace=False)
+    ids, _ = index.search(np.stack([model[int(i)] for i in allowed]), 5, nprobe=1, allowed_ids=np.sort(allowed))
+    assert set(ids.ravel()) == set(allowed.tolist())  # only the allowed ids, all found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, grpc_overhead, inserts, kernel, milvus_lite, milvus_side_by_side, scaling
+from . import compare, grpc_overhead, inserts, kernel, milvus_lite, milvus_side_by_side, scaling, updates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         "lite-writes", help="insert latency in Milvus Lite while segment indexes build behind the writer"))
     scaling.add_arguments(sub.add_parser("scaling", help="memory, build time and batched QPS over thread counts",
                                          description=scaling.__doc__))
+    updates.add_arguments(sub.add_parser("updates", help="one-row delete, upsert, get_vectors and filter costs",
+                                         description=updates.__doc__))
     args = parser.parse_args(argv)
     return int(args.run(args))
 

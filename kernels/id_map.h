@@ -1,0 +1,53 @@
+// Where each id is stored (hnswlib's label lookup, made compact): an open-addressing table with
+// linear probing whose slots hold only a packed (partition, offset). The key is read back from
+// the partition's id array, so a slot costs 8 bytes and the table stays under ~12 bytes per id.
+// Every call takes the partitions as they are now: the caller keeps the two in step.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "partition.h"
+
+namespace anisoscan {
+
+struct Location {
+  uint32_t partition;
+  uint32_t offset;
+};
+
+class IdMap {
+ public:
+  // Indexes every id of the partitions (ids are distinct).
+  void rebuild(const std::vector<Partition>& parts);
+  std::optional<Location> find(int64_t id, const std::vector<Partition>& parts) const;
+  // `id` must be absent and already stored at `at`.
+  void insert(int64_t id, Location at, const std::vector<Partition>& parts);
+  // `id` must be present; the partitions must still hold it where the map says.
+  void erase(int64_t id, const std::vector<Partition>& parts);
+  // Points a present id at a new place (before the partitions move it there).
+  void relocate(int64_t id, Location to, const std::vector<Partition>& parts);
+  size_t size() const { return size_; }
+  size_t memory_bytes() const { return slots_.capacity() * sizeof(uint64_t); }
+
+ private:
+  static constexpr uint64_t kEmpty = 0;
+  static uint64_t pack(Location at) { return (uint64_t{at.partition} << 32 | at.offset) + 1; }
+  static Location unpack(uint64_t slot) {
+    return {static_cast<uint32_t>((slot - 1) >> 32), static_cast<uint32_t>(slot - 1)};
+  }
+  static int64_t key(uint64_t slot, const std::vector<Partition>& parts) {
+    Location at = unpack(slot);
+    return parts[at.partition].ids()[at.offset];
+  }
+  size_t home(int64_t id) const;
+  // The slot holding `id`, or the empty slot where it would go.
+  size_t probe(int64_t id, const std::vector<Partition>& parts) const;
+  void grow(const std::vector<Partition>& parts);
+
+  std::vector<uint64_t> slots_;
+  size_t size_ = 0;
+};
+
+}  // namespace anisoscan
