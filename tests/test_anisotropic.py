@@ -48,30 +48,30 @@ def test_theorem_3_2_monte_carlo(d, norm, threshold):
 def test_eta_matches_the_integrals():
     for d, norm, t in [(3, 1.0, 0.2), (50, 1.0, 0.2), (128, 2.0, 0.6), (100, 1.0, 0.9)]:
         h_par, h_perp = h_factors(norm, t, d)
-        assert _core.anisotropic_eta(norm, t, d, exact=True) == pytest.approx(h_par / h_perp, rel=1e-4)
+        assert _core.testing.anisotropic_eta(norm, t, d, exact=True) == pytest.approx(h_par / h_perp, rel=1e-4)
 
 
 def test_theorem_3_3_eta_at_least_one():
     for d in (2, 3, 10, 50, 128, 768):
         for t in (0.01, 0.1, 0.2, 0.5, 0.9, 0.99):
             for exact in (False, True):
-                assert _core.anisotropic_eta(1.0, t, d, exact=exact) >= 1.0
+                assert _core.testing.anisotropic_eta(1.0, t, d, exact=exact) >= 1.0
     # A constant weight (the threshold below every score) gives eta = 1 exactly.
     for d in (3, 10, 50):
         h_par, h_perp = h_factors(1.0, -2.0, d)
         assert h_par / h_perp == pytest.approx(1.0, rel=1e-6)
-    assert _core.anisotropic_eta(1.0, 0.0, 50) == 1.0  # T = 0: plain PQ
-    assert _core.anisotropic_eta(0.1, 0.2, 50) == 1.0  # ||x|| <= T: plain PQ
+    assert _core.testing.anisotropic_eta(1.0, 0.0, 50) == 1.0  # T = 0: plain PQ
+    assert _core.testing.anisotropic_eta(0.1, 0.2, 50) == 1.0  # ||x|| <= T: plain PQ
 
 
 def test_theorem_3_4_large_d_limit():
     t = 0.2
     limit = t * t / (1 - t * t)
-    gaps = [abs(_core.anisotropic_eta(1.0, t, d, exact=True) / (d - 1) - limit) / limit
+    gaps = [abs(_core.testing.anisotropic_eta(1.0, t, d, exact=True) / (d - 1) - limit) / limit
             for d in (10, 50, 200, 1000, 5000)]
     assert all(b < a for a, b in zip(gaps, gaps[1:])), gaps
     assert gaps[-1] < 0.01
-    assert _core.anisotropic_eta(1.0, t, 128) == pytest.approx((128 - 1) * limit)
+    assert _core.testing.anisotropic_eta(1.0, t, 128) == pytest.approx((128 - 1) * limit)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def per_row_loss(y, x, codebooks, codes, eta):
 @pytest.mark.parametrize("full", [True, False], ids=["full", "assignment-only"])
 def test_training_loss_never_increases(unit_data, full):
     x = unit_data.base
-    out = _core.train_pq(x, x, 2, 0.5, 6, anisotropic_codebooks=full)
+    out = _core.testing.train_pq(x, x, 2, 0.5, 6, anisotropic_codebooks=full)
     history = np.array(out["loss_history"])
     assert len(history) == (13 if full else 2)
     assert np.all(np.diff(history) <= 1e-9 * history[0]), history
@@ -100,8 +100,8 @@ def test_training_loss_never_increases(unit_data, full):
 
 def test_coordinate_descent_never_worse_than_nearest_codes(unit_data):
     x = unit_data.base
-    out = _core.train_pq(x, x, 2, 0.5, 4)
-    eta = _core.anisotropic_eta(1.0, 0.5, x.shape[1])
+    out = _core.testing.train_pq(x, x, 2, 0.5, 4)
+    eta = _core.testing.anisotropic_eta(1.0, 0.5, x.shape[1])
     assert eta > 4
     cd = per_row_loss(x, x, out["codebooks"], out["codes"], eta)
     nearest = per_row_loss(x, x, out["codebooks"], out["nearest_codes"], eta)
@@ -115,7 +115,7 @@ def test_anisotropic_codes_trade_parallel_for_perpendicular_error(unit_data):
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
 
     def parallel_and_perpendicular(threshold):
-        out = _core.train_pq(x, x, 2, threshold, 6)
+        out = _core.testing.train_pq(x, x, 2, threshold, 6)
         m, _, ds = out["codebooks"].shape
         rec = out["codebooks"][np.arange(m)[None, :], out["codes"].astype(np.int64)].reshape(len(x), -1)[:, :16]
         r = x - rec

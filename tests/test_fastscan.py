@@ -23,8 +23,8 @@ def require(level: str) -> None:
 def random_case(rng, n, m, spread=1.0):
     codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
     lut = (spread * rng.normal(size=(m, 16))).astype(np.float32)
-    table, scale, offset = _core.fastscan_quantize_lut(lut)
-    return codes, table, _core.fastscan_pack(codes)
+    table, scale, offset = _core.testing.fastscan_quantize_lut(lut)
+    return codes, table, _core.testing.fastscan_pack(codes)
 
 
 def reference_scores(codes, table):
@@ -41,7 +41,7 @@ def test_scores_match_reference(level, n, m):
     require(level)
     rng = np.random.default_rng(n * 1000 + m)
     codes, table, packed = random_case(rng, n, m)
-    scores = _core.fastscan_scores(level, packed, table, n, m)
+    scores = _core.testing.fastscan_scores(level, packed, table, n, m)
     np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
 
 
@@ -52,10 +52,10 @@ def test_topk_matches_scalar_with_ties(level, n, m, k):
     rng = np.random.default_rng(n + m + k)
     # A coarse table (few distinct values) forces many ties; they break by lower index.
     codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
-    table, _, _ = _core.fastscan_quantize_lut(rng.integers(0, 3, size=(m, 16)).astype(np.float32))
-    packed = _core.fastscan_pack(codes)
-    idx, scores = _core.fastscan_topk(level, packed, table, n, m, k)
-    ref_idx, ref_scores = _core.fastscan_topk("scalar", packed, table, n, m, k)
+    table, _, _ = _core.testing.fastscan_quantize_lut(rng.integers(0, 3, size=(m, 16)).astype(np.float32))
+    packed = _core.testing.fastscan_pack(codes)
+    idx, scores = _core.testing.fastscan_topk(level, packed, table, n, m, k)
+    ref_idx, ref_scores = _core.testing.fastscan_topk("scalar", packed, table, n, m, k)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_array_equal(scores, ref_scores)
     full = reference_scores(codes, table)
@@ -70,16 +70,16 @@ def test_queries_scanned_together_match_each_alone(level, n, m, nq):
     require(level)
     rng = np.random.default_rng(n * m + nq)
     codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
-    packed = _core.fastscan_pack(codes)
+    packed = _core.testing.fastscan_pack(codes)
     # Coarse tables force ties; one query of each group gets a constant table (all ties).
-    tables = np.stack([_core.fastscan_quantize_lut(rng.integers(0, 4, size=(m, 16)).astype(np.float32))[0]
+    tables = np.stack([_core.testing.fastscan_quantize_lut(rng.integers(0, 4, size=(m, 16)).astype(np.float32))[0]
                        for _ in range(nq)])
     tables[-1] = 0
     k = min(10, n)
-    idx, scores = _core.fastscan_topk(level, packed, tables, n, m, k)
+    idx, scores = _core.testing.fastscan_topk(level, packed, tables, n, m, k)
     assert idx.shape == (nq, k)
     for j in range(nq):
-        ref_idx, ref_scores = _core.fastscan_topk("scalar", packed, tables[j], n, m, k)
+        ref_idx, ref_scores = _core.testing.fastscan_topk("scalar", packed, tables[j], n, m, k)
         np.testing.assert_array_equal(idx[j], ref_idx)
         np.testing.assert_array_equal(scores[j], ref_scores)
 
@@ -91,11 +91,11 @@ def test_no_uint16_overflow_with_384_subspaces(level):
     m, n = 384, 96
     cap = 65535 // 384
     lut = np.tile(np.arange(16, dtype=np.float32), (m, 1))  # every row spans the full range
-    table, _, _ = _core.fastscan_quantize_lut(lut)
+    table, _, _ = _core.testing.fastscan_quantize_lut(lut)
     assert table.max() == cap and int(table.max()) * m <= 65535
     codes = np.full((n, m), 15, dtype=np.uint8)  # every vector at the maximum score
     codes[::2] = np.random.default_rng(0).integers(0, 16, size=(n // 2, m))
-    scores = _core.fastscan_scores(level, _core.fastscan_pack(codes), table, n, m)
+    scores = _core.testing.fastscan_scores(level, _core.testing.fastscan_pack(codes), table, n, m)
     np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
     assert int(scores[1]) == cap * m
 
@@ -114,8 +114,8 @@ def test_table_quantization_matches_reference(level, m):
     cases[1] = np.where(cases[1] == 0, -0.0, cases[1])
     for lut in cases:
         lut = np.ascontiguousarray(lut, dtype=np.float32)
-        table, scale, offset = _core.fastscan_quantize_lut(lut, level)
-        ref_table, ref_scale, ref_offset = _core.fastscan_quantize_lut(lut, "scalar")
+        table, scale, offset = _core.testing.fastscan_quantize_lut(lut, level)
+        ref_table, ref_scale, ref_offset = _core.testing.fastscan_quantize_lut(lut, "scalar")
         np.testing.assert_array_equal(table, ref_table)
         assert (scale, offset) == (ref_scale, ref_offset)
 
@@ -123,7 +123,7 @@ def test_table_quantization_matches_reference(level, m):
 def test_quantized_table_tracks_the_float_table():
     rng = np.random.default_rng(5)
     lut = rng.normal(size=(25, 16)).astype(np.float32)
-    table, scale, offset = _core.fastscan_quantize_lut(lut)
+    table, scale, offset = _core.testing.fastscan_quantize_lut(lut)
     assert offset == pytest.approx(lut.min(axis=1).sum(), rel=1e-5)
     recon = table[:25] / scale + lut.min(axis=1, keepdims=True)
     assert np.abs(recon - lut).max() <= 0.5 / scale + 1e-6
@@ -133,9 +133,9 @@ def test_quantized_table_tracks_the_float_table():
 def test_bad_level_names_and_sizes():
     codes, table, packed = random_case(np.random.default_rng(0), 10, 4)
     with pytest.raises(ValueError, match="unknown level 'sse9'"):
-        _core.fastscan_scores("sse9", packed, table, 10, 4)
+        _core.testing.fastscan_scores("sse9", packed, table, 10, 4)
     with pytest.raises(ValueError, match="wrong size"):
-        _core.fastscan_scores("scalar", packed[:10], table, 10, 4)
+        _core.testing.fastscan_scores("scalar", packed[:10], table, 10, 4)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -159,6 +159,6 @@ def test_forcing_an_unknown_or_unsupported_level_is_a_clear_error():
     assert out.returncode != 0 and "ANISOSCAN_SIMD: unknown level 'sse9'" in out.stderr
     # The rule itself, for CPUs this machine is not: a level above the CPU's is refused.
     with pytest.raises(RuntimeError, match="ANISOSCAN_SIMD=avx512: this CPU supports at most 'avx2'"):
-        _core.resolve_simd_level("avx512", "avx2")
-    assert _core.resolve_simd_level("scalar", "avx2") == "scalar"
-    assert _core.resolve_simd_level("", "avx512") == "avx512"
+        _core.testing.resolve_simd_level("avx512", "avx2")
+    assert _core.testing.resolve_simd_level("scalar", "avx2") == "scalar"
+    assert _core.testing.resolve_simd_level("", "avx512") == "avx512"

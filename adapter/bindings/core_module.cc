@@ -6,32 +6,19 @@
 #include <pybind11/stl.h>
 
 #include <optional>
-
-#include <chrono>
-#include <limits>
 #include <stdexcept>
 
-#include "anisotropic_pq.h"
+#include "bindings.h"
 #include "exact_search.h"
 #include "fastscan.h"
-#include "fastscan_lut.h"
 #include "index_file.h"
 #include "ivf_index.h"
-#include "topk.h"
 
 namespace py = pybind11;
 using namespace anisoscan;
+using namespace anisoscan::bindings;
 
 namespace {
-
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<int64_t, py::array::c_style>;
-using ByteArray = py::array_t<uint8_t, py::array::c_style>;
-
-MatrixView<const float> matrix(const FloatArray& a, const char* name) {
-  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + ": expected a 2-D array");
-  return {a.data(), static_cast<size_t>(a.shape(0)), static_cast<size_t>(a.shape(1))};
-}
 
 Span<const int64_t> id_span(const IdArray& ids, const char* name) {
   if (ids.ndim() != 1) throw std::invalid_argument(std::string(name) + ": expected a 1-D array of ids");
@@ -56,76 +43,8 @@ IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& exclu
   return f;
 }
 
-// Quantized tables [queries, padded sub-spaces, 16] (or one [padded sub-spaces, 16]) checked
-// against packed codes and prepared for a kernel.
-class QueryTables {
- public:
-  QueryTables(const FastScanKernel& kernel, const ByteArray& packed, const ByteArray& tables, size_t n,
-              size_t msub) {
-    FastScanLayout layout{msub};
-    const size_t table_bytes = layout.padded_subspaces() * 16;
-    if (static_cast<size_t>(packed.size()) < layout.bytes_for(n) || tables.ndim() < 2 || tables.ndim() > 3 ||
-        tables.shape(tables.ndim() - 1) != 16 || static_cast<size_t>(tables.size()) % table_bytes != 0 ||
-        tables.size() == 0)
-      throw std::invalid_argument("packed codes or table have the wrong size");
-    for (size_t j = 0; j < static_cast<size_t>(tables.size()) / table_bytes; ++j) {
-      prepared_.emplace_back(layout.prepared_lut_bytes());
-      kernel.prepare_lut(tables.data() + j * table_bytes, msub, prepared_.back().data());
-    }
-    for (const auto& p : prepared_) pointers_.push_back(p.data());
-  }
-  size_t count() const { return prepared_.size(); }
-  const uint8_t* const* pointers() const { return pointers_.data(); }
-
- private:
-  std::vector<AlignedVector<uint8_t>> prepared_;
-  std::vector<const uint8_t*> pointers_;
-};
-
 std::pair<IdArray, FloatArray> result_arrays(size_t nq, size_t k) {
   return {IdArray({nq, k}), FloatArray({nq, k})};
-}
-
-SimdLevel supported_level(const std::string& name) {
-  SimdLevel level = parse_simd_level(name);
-  if (static_cast<int>(level) > static_cast<int>(detect_simd_level()))
-    throw std::invalid_argument("level '" + name + "' is not supported by this CPU");
-  return level;
-}
-
-// Records every pushed score, never tightening: the full score list of a scan.
-class AllScores final : public ScanSink {
- public:
-  explicit AllScores(uint16_t* out) : out_(out) {}
-  uint32_t push(size_t index, uint16_t score) override {
-    out_[index] = score;
-    return 65536;
-  }
-
- private:
-  uint16_t* out_;
-};
-
-// Keeps the k smallest scores, tightening the limit as the scan goes.
-class TopScores final : public ScanSink {
- public:
-  explicit TopScores(size_t k) : heap_(k) {}
-  uint32_t push(size_t index, uint16_t score) override {
-    heap_.push(static_cast<float>(score), static_cast<int64_t>(index));
-    return heap_.full() ? static_cast<uint32_t>(heap_.worst()) + 1 : 65536;
-  }
-  TopK<int64_t> heap_;
-};
-
-// Top-k scans of every query in one kernel call, as batched search runs them.
-std::vector<TopScores> top_k_scan(const FastScanKernel& kernel, const QueryTables& luts, size_t msub,
-                                  const uint8_t* codes, size_t n, size_t k) {
-  std::vector<TopScores> heaps(luts.count(), TopScores(k));
-  std::vector<ScanSink*> sinks;
-  for (auto& h : heaps) sinks.push_back(&h);
-  std::vector<uint32_t> limits(luts.count(), 65536);
-  kernel.scan(luts.pointers(), luts.count(), msub, codes, n, limits.data(), sinks.data());
-  return heaps;
 }
 
 }  // namespace
@@ -309,153 +228,9 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"), py::arg("threads") = 0);
 
-  m.def(
-      "smallest_k",
-      [](const FloatArray& values, size_t k) {
-        if (values.ndim() != 1) throw std::invalid_argument("values: expected a 1-D float32 array");
-        auto picked = smallest_k(values.data(), static_cast<size_t>(values.size()), k);
-        FloatArray out_values(static_cast<py::ssize_t>(picked.size()));
-        py::array_t<uint32_t> out_index(static_cast<py::ssize_t>(picked.size()));
-        for (size_t i = 0; i < picked.size(); ++i) {
-          out_values.mutable_data()[i] = picked[i].first;
-          out_index.mutable_data()[i] = picked[i].second;
-        }
-        return py::make_tuple(out_values, out_index);
-      },
-      py::arg("values"), py::arg("k"),
-      "The k smallest values and their indices, smallest first, ties to the smaller index (partition ranking).");
 
-  m.def("anisotropic_eta", &anisotropic_eta, py::arg("norm"), py::arg("threshold"), py::arg("dim"),
-        py::arg("exact") = false);
-
-  m.def(
-      "train_pq",
-      [](const FloatArray& y, const FloatArray& x, size_t sub_dim, double threshold, int iterations,
-         bool anisotropic_codebooks, bool exact_eta) {
-        auto yv = matrix(y, "residuals");
-        auto xv = matrix(x, "vectors");
-        if (yv.rows != xv.rows || yv.cols != xv.cols) throw std::invalid_argument("residuals and vectors differ in shape");
-        PQTrainParams p;
-        p.sub_dim = sub_dim;
-        p.anisotropic_threshold = threshold;
-        p.iterations = iterations;
-        p.anisotropic_codebooks = anisotropic_codebooks;
-        p.exact_eta = exact_eta;
-        ProductQuantizer pq(yv.cols, sub_dim);
-        std::vector<double> history;
-        ByteArray codes({yv.rows, pq.num_subspaces()});
-        ByteArray nearest({yv.rows, pq.num_subspaces()});
-        double loss_codes, loss_nearest;
-        {
-          py::gil_scoped_release release;
-          history = pq.train(yv, xv, p);
-          pq.encode(yv, xv, p, codes.mutable_data());
-          PQTrainParams plain = p;
-          plain.anisotropic_threshold = 0.0;
-          pq.encode(yv, xv, plain, nearest.mutable_data());
-          loss_codes = pq.mean_loss(yv, xv, codes.data(), p);
-          loss_nearest = pq.mean_loss(yv, xv, nearest.data(), p);
-        }
-        py::dict out;
-        out["loss_history"] = history;
-        out["codes"] = codes;
-        out["nearest_codes"] = nearest;
-        out["loss_codes"] = loss_codes;
-        out["loss_nearest_codes"] = loss_nearest;
-        out["codebooks"] = FloatArray({pq.num_subspaces(), kCodewords, sub_dim}, pq.codebooks().data());
-        return out;
-      },
-      py::arg("residuals"), py::arg("vectors"), py::arg("sub_dim"), py::arg("threshold"), py::arg("iterations"),
-      py::arg("anisotropic_codebooks") = true, py::arg("exact_eta") = false,
-      "Trains a standalone quantizer; returns losses, codes and codebooks (for tests and studies).");
-
-  // FastScan kernels, exposed for exactness tests and the kernel benchmark.
   m.def("simd_level", [] { return std::string(simd_level_name(active_simd_level())); },
         "The level searches use now (honours ANISOSCAN_SIMD).");
-  m.def(
-      "resolve_simd_level",
-      [](const std::string& forced, const std::string& supported) {
-        return std::string(simd_level_name(resolve_simd_level(forced.c_str(), parse_simd_level(supported))));
-      },
-      "The level ANISOSCAN_SIMD=forced selects on a CPU that supports `supported`.");
   m.def("detected_simd_level", [] { return std::string(simd_level_name(detect_simd_level())); });
-  m.def("fastscan_pack", [](const ByteArray& codes) {
-    if (codes.ndim() != 2) throw std::invalid_argument("codes: expected [n, num_subspaces]");
-    size_t n = codes.shape(0), msub = codes.shape(1);
-    FastScanLayout layout{msub};
-    ByteArray packed(static_cast<py::ssize_t>(layout.bytes_for(n)));
-    std::fill(packed.mutable_data(), packed.mutable_data() + packed.size(), 0);
-    layout.pack(codes.data(), n, 0, packed.mutable_data());
-    return packed;
-  });
-  m.def(
-      "fastscan_quantize_lut",
-      [](const FloatArray& lut, const std::string& level) {
-        if (lut.ndim() != 2 || lut.shape(1) != 16 || lut.shape(0) == 0)
-          throw std::invalid_argument("lut: expected [num_subspaces, 16] with num_subspaces >= 1");
-        QuantizedLut q;
-        fastscan_kernel(supported_level(level)).quantize_lut(lut.data(), lut.shape(0), q);
-        size_t rows = q.table.size() / 16;
-        return py::make_tuple(ByteArray({rows, size_t{16}}, q.table.data()), q.scale, q.offset);
-      },
-      py::arg("lut"), py::arg("level") = "scalar",
-      "(table [padded sub-spaces, 16] uint8, scale, offset) as the given SIMD level quantizes it.");
-  m.def(
-      "fastscan_scores",
-      [](const std::string& level, const ByteArray& packed, const ByteArray& table, size_t n, size_t msub) {
-        const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
-        QueryTables lut(kernel, packed, table, n, msub);
-        if (table.ndim() != 2 || lut.count() != 1)
-          throw std::invalid_argument("packed codes or table have the wrong size");
-        py::array_t<uint16_t> scores(static_cast<py::ssize_t>(n));
-        AllScores sink(scores.mutable_data());
-        kernel.scan_one(lut.pointers()[0], msub, packed.data(), n, 65536, sink);
-        return scores;
-      },
-      py::arg("level"), py::arg("packed"), py::arg("table"), py::arg("n"), py::arg("num_subspaces"));
-  m.def(
-      "fastscan_topk",
-      [](const std::string& level, const ByteArray& packed, const ByteArray& tables, size_t n, size_t msub,
-         size_t k) {
-        const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
-        QueryTables luts(kernel, packed, tables, n, msub);
-        std::vector<TopScores> heaps = top_k_scan(kernel, luts, msub, packed.data(), n, k);
-        const size_t kk = std::min(k, n);
-        IdArray idx({luts.count(), kk});
-        py::array_t<uint16_t> sc({luts.count(), kk});
-        for (size_t j = 0; j < luts.count(); ++j) {
-          auto best = heaps[j].heap_.take_sorted();
-          for (size_t i = 0; i < kk; ++i) {
-            idx.mutable_data()[j * kk + i] = best[i].label;
-            sc.mutable_data()[j * kk + i] = static_cast<uint16_t>(best[i].distance);
-          }
-        }
-        if (tables.ndim() == 2) return py::make_tuple(idx.attr("reshape")(-1), sc.attr("reshape")(-1));
-        return py::make_tuple(py::object(idx), py::object(sc));
-      },
-      py::arg("level"), py::arg("packed"), py::arg("tables"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"),
-      "Top-k (indices, scores) [queries, k] for tables [queries, padded sub-spaces, 16], all queries scanned "
-      "in one kernel call; a 2-D table is one query and gives 1-D results.");
-  m.def(
-      "fastscan_benchmark",
-      [](const std::string& level, const ByteArray& packed, const ByteArray& tables, size_t n, size_t msub,
-         size_t k, double min_seconds) {
-        const FastScanKernel& kernel = fastscan_kernel(supported_level(level));
-        QueryTables luts(kernel, packed, tables, n, msub);
-        AlignedVector<uint8_t> codes(packed.data(), packed.data() + FastScanLayout{msub}.bytes_for(n));
-        py::gil_scoped_release release;
-        size_t scanned = 0;
-        auto start = std::chrono::steady_clock::now();
-        double elapsed = 0.0;
-        do {  // top-k scans as search runs them: thresholds in registers, heaps behind them
-          top_k_scan(kernel, luts, msub, codes.data(), n, k);
-          scanned += n * luts.count();
-          elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        } while (elapsed < min_seconds);
-        return scanned / elapsed;
-      },
-      py::arg("level"), py::arg("packed"), py::arg("tables"), py::arg("n"), py::arg("num_subspaces"), py::arg("k"),
-      py::arg("min_seconds"),
-      "Vectors x queries scanned per second on one thread (top-k scans of the given codes; tables as in "
-      "fastscan_topk, all queries in one pass).");
+  add_testing_module(m);
 }

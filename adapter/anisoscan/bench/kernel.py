@@ -33,17 +33,17 @@ def measure(dim: int, sub_dim: int = 2, k: int = 10, in_cache_bytes: int = 256 <
     and QUERIES_PER_PASS queries sharing each pass (the batched_* keys)."""
     m = math.ceil(dim / sub_dim)
     rng = np.random.default_rng(seed)
-    tables = np.stack([_core.fastscan_quantize_lut(rng.normal(size=(m, 16)).astype(np.float32))[0]
+    tables = np.stack([_core.testing.fastscan_quantize_lut(rng.normal(size=(m, 16)).astype(np.float32))[0]
                        for _ in range(QUERIES_PER_PASS)])
     bytes_per_vector = (m + 1) // 2
     results: dict[str, dict[str, float]] = {}
     for where, budget in (("in_cache", in_cache_bytes), ("in_memory", in_memory_bytes)):
         n = max(32, budget // bytes_per_vector // 32 * 32)
         codes = rng.integers(0, 16, size=(n, m), dtype=np.uint8)
-        packed = _core.fastscan_pack(codes)
+        packed = _core.testing.fastscan_pack(codes)
         for level in supported_levels():
             for key, t in ((f"{where}_vectors_per_s", tables[0]), (f"batched_{where}_vectors_per_s", tables)):
-                rate = _core.fastscan_benchmark(level, packed, t, n, m, k, seconds)
+                rate = _core.testing.fastscan_benchmark(level, packed, t, n, m, k, seconds)
                 results.setdefault(level, {})[key] = rate
                 log.info("%-6s %-28s %6.3g vectors/s", level, key, rate)
     return {
