@@ -1,0 +1,97 @@
+// Milvus range search: every vector of the probed partitions within [radius, range_filter).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+
+#include "distances.h"
+#include "ivf_scan.h"
+#include "parallel.h"
+
+namespace anisoscan {
+
+namespace {
+
+// Collects every vector whose approximate distance lies in [low, high).
+template <typename Passes>
+class RangeSink final : public ScanSink {
+ public:
+  RangeSink(std::vector<std::pair<float, int64_t>>& out, const QuantizedLut& lut, float bias, float low, float high,
+            const Partition& part, size_t p, const Passes* passes)
+      : out_(out), lut_(lut), bias_(bias), low_(low), high_(high), part_(part), p_(p), passes_(passes) {
+    limit_ = lut_.limit_for(high - bias);
+  }
+  uint32_t limit() const { return limit_; }
+
+  uint32_t push(size_t index, uint16_t score) override {
+    float dist = bias_ + lut_.distance(score);
+    if (dist >= low_ && dist < high_ && (!passes_ || passes_->test(p_, index)))
+      out_.emplace_back(dist, part_.ids()[index]);
+    return limit_;
+  }
+
+ private:
+  std::vector<std::pair<float, int64_t>>& out_;
+  const QuantizedLut& lut_;
+  float bias_, low_, high_;
+  const Partition& part_;
+  size_t p_;
+  const Passes* passes_;
+  uint32_t limit_;
+};
+
+}  // namespace
+
+RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius, float range_filter,
+                                   const SearchParams& sp, const IdFilter& filter) const {
+  check_searchable(queries, sp);
+  // Internal distances: keep [low, high).
+  const bool l2 = params_.metric == Metric::kL2;
+  const float low = l2 ? range_filter : -range_filter, high = l2 ? radius : -radius;
+  if (!(low < high))
+    throw std::invalid_argument(l2 ? "range_filter: must be smaller than radius for L2"
+                                   : "range_filter: must be larger than radius for IP/COSINE");
+  const FastScanKernel& kernel = fastscan_kernel(active_simd_level());
+  std::vector<float> qp = prepare(queries);
+  std::shared_lock lock(*mutex_);
+  std::unique_ptr<Passes> passes;
+  if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
+  const size_t d = params_.dim, m = pq_.num_subspaces();
+  std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
+  parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
+    PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
+    for (size_t qi = b; qi < e; ++qi) {
+      const float* q = qp.data() + qi * d;
+      auto& out = hits[qi];
+      if (!tables_per_partition() && !params_.with_raw_data) table.build(q, l2, nullptr);
+      for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
+        const Partition& part = partitions_[p];
+        if (params_.with_raw_data) {  // exact distances: the range answer is exact
+          for (size_t i = 0; i < part.size(); ++i) {
+            if (passes && !passes->test(p, i)) continue;
+            float dist = internal_distance(params_.metric, q, part.raw_row(i, d), d);
+            if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
+          }
+        } else if (part.size() > 0) {
+          if (tables_per_partition()) table.build(q, true, centers_.data() + p * d);
+          const float bias = score_bias(center_distance);
+          RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, p, passes.get());
+          kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
+        }
+      }
+      std::sort(out.begin(), out.end());
+    }
+  });
+  RangeResult r;
+  r.lims.push_back(0);
+  for (const auto& h : hits) {
+    for (const auto& [dist, id] : h) {
+      r.ids.push_back(id);
+      r.distances.push_back(to_milvus_distance(params_.metric, dist));
+    }
+    r.lims.push_back(r.ids.size());
+  }
+  return r;
+}
+
+}  // namespace anisoscan

@@ -1,0 +1,92 @@
+// What search and range search share: the filter of one call resolved to a bit per stored
+// vector, and one query's prepared lookup table.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "anisotropic_pq.h"
+#include "fastscan.h"
+#include "fastscan_lut.h"
+#include "ivf_index.h"
+
+namespace anisoscan {
+
+// The filter of one search call, resolved to a bit per stored vector.
+class IvfIndex::Passes {
+ public:
+  // O(filter size) for id lists (through the id map), plus O(N) only for a mask (it is
+  // indexed by id, so every stored id is looked up once).
+  Passes(const std::vector<Partition>& partitions, const IdMap& map, const IdFilter& f)
+      : first_(partitions.size() + 1, 0) {
+    for (size_t p = 0; p < partitions.size(); ++p) first_[p + 1] = first_[p] + partitions[p].size();
+    const size_t total = first_.back();
+    bits_.assign((total + 63) / 64, f.has_allowed ? 0 : ~uint64_t{0});
+    if (!f.has_allowed && total % 64) bits_.back() = (uint64_t{1} << (total % 64)) - 1;
+    allowed_in_.assign(partitions.size(), 0);
+    if (f.has_allowed)
+      for (int64_t id : f.allowed) set(map.find(id, partitions), true);
+    else
+      for (size_t p = 0; p < partitions.size(); ++p) allowed_in_[p] = partitions[p].size();
+    for (int64_t id : f.excluded) set(map.find(id, partitions), false);
+    if (f.has_mask)
+      for (size_t p = 0; p < partitions.size(); ++p)
+        for (size_t i = 0; i < partitions[p].size(); ++i) {
+          const int64_t id = partitions[p].ids()[i];
+          if (!(id >= 0 && static_cast<uint64_t>(id) < f.mask.size && f.mask[id]))
+            set(Location{static_cast<uint32_t>(p), static_cast<uint32_t>(i)}, false);
+        }
+  }
+  bool test(size_t p, size_t i) const {
+    size_t bit = first_[p] + i;
+    return (bits_[bit / 64] >> (bit % 64)) & 1;
+  }
+  size_t allowed_in(size_t p) const { return allowed_in_[p]; }
+
+ private:
+  void set(std::optional<Location> at, bool pass) {
+    if (!at || test(at->partition, at->offset) == pass) return;
+    const size_t bit = first_[at->partition] + at->offset;
+    bits_[bit / 64] ^= uint64_t{1} << (bit % 64);
+    allowed_in_[at->partition] += pass ? 1 : size_t(-1);
+  }
+
+  std::vector<size_t> first_;
+  std::vector<uint64_t> bits_;
+  std::vector<size_t> allowed_in_;
+};
+
+// One query's lookup table, quantized and in the kernel's register order. One table serves
+// every partition, except for L2 with residual codes: there each partition needs a table
+// for the query's offset from its center. The buffers are kept between builds: nothing is
+// allocated per partition.
+class PreparedTable {
+ public:
+  PreparedTable(const ProductQuantizer& pq, const FastScanKernel& kernel)
+      : pq_(&pq),
+        kernel_(&kernel),
+        lut_(pq.num_subspaces() * kCodewords),
+        target_(pq.num_subspaces() * pq.sub_dim(), 0.f),
+        prepared_(FastScanLayout{pq.num_subspaces()}.prepared_lut_bytes()) {}
+
+  // The table of `query`, or of its offset from `center` when that is not null.
+  void build(const float* query, bool l2, const float* center) {
+    for (size_t t = 0; t < pq_->dim(); ++t) target_[t] = center ? query[t] - center[t] : query[t];
+    build_float_lut(*pq_, target_.data(), l2, lut_.data());
+    kernel_->quantize_lut(lut_.data(), pq_->num_subspaces(), quantized_);
+    kernel_->prepare_lut(quantized_.table.data(), pq_->num_subspaces(), prepared_.data());
+  }
+  const QuantizedLut& lut() const { return quantized_; }
+  const uint8_t* prepared() const { return prepared_.data(); }
+
+ private:
+  const ProductQuantizer* pq_;
+  const FastScanKernel* kernel_;
+  std::vector<float> lut_;
+  std::vector<float> target_;  // query or residual, zero-padded to whole sub-spaces
+  QuantizedLut quantized_;
+  AlignedVector<uint8_t> prepared_;
+};
+
+}  // namespace anisoscan

@@ -1,0 +1,235 @@
+// Top-k search: partitions ranked per query, blocks of queries scanned together, candidates
+// re-ranked with the raw vectors when the index keeps them.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+
+#include "distances.h"
+#include "ivf_scan.h"
+#include "parallel.h"
+#include "topk.h"
+
+namespace anisoscan {
+
+namespace {
+
+// Candidates are labelled by location (partition << 32 | offset) until re-ranking.
+uint64_t location_label(size_t partition, size_t offset) {
+  return (static_cast<uint64_t>(partition) << 32) | offset;
+}
+
+// How much of the next partition's codes to request ahead of scanning it.
+constexpr size_t kCodePrefetchBytes = 1024;
+
+// Asks for every cache line of [p, p + bytes).
+void prefetch_bytes(const void* p, size_t bytes) {
+  constexpr uintptr_t kLine = 64;
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~(kLine - 1);
+  for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + bytes; a += kLine)
+    __builtin_prefetch(reinterpret_cast<const void*>(a));
+}
+
+float missing_distance(Metric metric) {
+  return metric == Metric::kL2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+}
+
+
+// Feeds the candidate reservoir from a partition scan, skipping vectors the filter rejects.
+// The limit handed back to the kernel tightens only when the reservoir's threshold does.
+template <typename Passes>
+class TopKSink final : public ScanSink {
+ public:
+  TopKSink(ReservoirTopK<uint64_t>& top, const QuantizedLut& lut, float bias, size_t partition, const Passes* passes)
+      : top_(top), lut_(lut), bias_(bias), partition_(partition), passes_(passes) {
+    update_limit();
+  }
+  uint32_t limit() const { return limit_; }
+
+  uint32_t push(size_t index, uint16_t score) override {
+    if (passes_ && !passes_->test(partition_, index)) return limit_;
+    top_.push(bias_ + lut_.distance(score), location_label(partition_, index));
+    if (top_.worst() != worst_) update_limit();
+    return limit_;
+  }
+
+ private:
+  void update_limit() {
+    worst_ = top_.worst();
+    limit_ = lut_.limit_for(worst_ - bias_);
+  }
+
+  ReservoirTopK<uint64_t>& top_;
+  const QuantizedLut& lut_;
+  float bias_;
+  size_t partition_;
+  const Passes* passes_;
+  float worst_;
+  uint32_t limit_;
+};
+
+}  // namespace
+
+void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchParams& sp) const {
+  if (!trained_) throw std::logic_error("index is not built: call build() before search()");
+  if (queries.cols != params_.dim) throw std::invalid_argument("queries: dimension mismatch");
+  if (sp.nprobe == 0 || sp.nprobe > params_.nlist)
+    throw std::invalid_argument("nprobe: must be in [1, nlist=" + std::to_string(params_.nlist) + "]");
+  for (size_t i = 0; i < queries.rows * queries.cols; ++i)
+    if (!std::isfinite(queries.data[i]))
+      throw std::invalid_argument("queries: row " + std::to_string(i / queries.cols) +
+                                  " contains NaN or infinity; pass finite values");
+}
+
+std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
+  const size_t nlist = params_.nlist, d = params_.dim;
+  const bool l2 = params_.metric == Metric::kL2;
+  std::unique_ptr<float[]> dist(new float[panel_count(nlist) * kPanelRows]);  // no zeroing: all written
+  inner_products_panels({q, 1, d}, center_panels_.data(), nlist, dist.get());
+  for (size_t c = 0; c < nlist; ++c)  // L2 up to the constant ||q||^2, which the L2 tables add back
+    dist[c] = l2 ? center_norms_[c] - 2.f * dist[c] : -dist[c];
+  return smallest_k(dist.get(), nlist, count);
+}
+
+void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, const IdFilter& filter, int64_t* ids,
+                      float* distances) const {
+  check_searchable(queries, sp);
+  if (sp.k == 0) throw std::invalid_argument("k: must be positive");
+  if (sp.reorder_k != 0 && sp.reorder_k < sp.k) throw std::invalid_argument("reorder_k: must be >= k");
+  const FastScanKernel& kernel = fastscan_kernel(active_simd_level());  // a bad ANISOSCAN_SIMD fails here
+  std::vector<float> qp = prepare(queries);
+  std::shared_lock lock(*mutex_);
+  std::unique_ptr<Passes> passes;
+  if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
+  const size_t d = params_.dim, nq = queries.rows;
+  // Blocks of queries, spread evenly over the threads.
+  const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
+  const size_t block = std::max<size_t>(1, std::min(kQueryBlock, (nq + threads - 1) / threads));
+  parallel_for((nq + block - 1) / block, sp.threads, 1, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) {
+      const size_t first = i * block, count = std::min(block, nq - first);
+      search_block({qp.data() + first * d, count, d}, sp, passes.get(), kernel, ids + first * sp.k,
+                   distances + first * sp.k);
+    }
+  });
+}
+
+// Ranks the partitions of every query in the block, then visits each probed partition once,
+// scanning it for all the block's queries that probe it (kQueriesPerPass per pass over the
+// codes). The candidates equal those of one query at a time: a reservoir's top-k does not
+// depend on the order of its pushes.
+void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, const Passes* passes,
+                            const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
+  const size_t nq = q.rows, m = pq_.num_subspaces();
+  const bool l2 = params_.metric == Metric::kL2, per_partition = tables_per_partition();
+  const size_t keep = params_.with_raw_data ? std::max(sp.k, sp.reorder_k) : sp.k;
+  std::vector<ReservoirTopK<uint64_t>> heaps(nq, ReservoirTopK<uint64_t>(keep));
+  // One table per query, built once; or per partition: one per query of the current pass, rebuilt.
+  std::vector<PreparedTable> tables(per_partition ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq,
+                                    PreparedTable(pq_, kernel));
+  if (!per_partition)
+    for (size_t i = 0; i < nq; ++i) tables[i].build(q.row(i), l2, nullptr);
+
+  struct Visit {
+    uint32_t rank;  // of the partition for this query
+    uint32_t partition;
+    uint32_t query;
+    float center_distance;
+  };
+  std::vector<Visit> visits;
+  visits.reserve(nq * sp.nprobe);
+  for (size_t i = 0; i < nq; ++i) {
+    const auto order = rank_partitions(q.row(i), sp.nprobe);
+    for (uint32_t r = 0; r < order.size(); ++r) {
+      const uint32_t p = order[r].second;
+      if (partitions_[p].size() == 0 || (passes && passes->allowed_in(p) == 0)) continue;
+      visits.push_back({r, p, static_cast<uint32_t>(i), order[r].first});
+    }
+  }
+  // Every query's nearest partition first (its threshold then starts tight), then the rest
+  // partition by partition, each shared by the queries probing it.
+  std::sort(visits.begin(), visits.end(), [](const Visit& a, const Visit& b) {
+    if ((a.rank == 0) != (b.rank == 0)) return a.rank == 0;
+    if (a.rank == 0) return a.query < b.query;
+    return a.partition != b.partition ? a.partition < b.partition : a.query < b.query;
+  });
+
+  // Scans partition p for visits [v, v + count), count <= kQueriesPerPass, all of partition p.
+  constexpr size_t kPass = FastScanKernel::kQueriesPerPass;
+  std::vector<TopKSink<Passes>> sinks;
+  sinks.reserve(kPass);
+  auto scan = [&](const Visit* v, size_t count) {
+    const uint32_t p = v->partition;
+    const Partition& part = partitions_[p];
+    const uint8_t* luts[kPass];
+    uint32_t limits[kPass];
+    ScanSink* sink_ptrs[kPass];
+    sinks.clear();
+    for (size_t j = 0; j < count; ++j) {
+      PreparedTable& table = tables[per_partition ? j : v[j].query];
+      if (per_partition) table.build(q.row(v[j].query), true, centers_.data() + p * params_.dim);
+      const float bias = score_bias(v[j].center_distance);
+      sinks.emplace_back(heaps[v[j].query], table.lut(), bias, p, passes);
+      luts[j] = table.prepared();
+      limits[j] = sinks[j].limit();
+      sink_ptrs[j] = &sinks[j];
+    }
+    kernel.scan(luts, count, m, part.codes(), part.size(), limits, sink_ptrs);
+  };
+  for (size_t a = 0; a < visits.size();) {
+    size_t b = a;
+    while (b < visits.size() && b - a < kPass && visits[b].partition == visits[a].partition) ++b;
+    // The next partition's codes start loading while this one is scanned (the hardware
+    // prefetcher only catches on within a partition).
+    if (b < visits.size()) {
+      const Partition& next = partitions_[visits[b].partition];
+      prefetch_bytes(next.codes(), std::min(layout_.bytes_for(next.size()), kCodePrefetchBytes));
+    }
+    scan(&visits[a], b - a);
+    a = b;
+  }
+
+  for (size_t i = 0; i < nq; ++i) {
+    if (passes && heaps[i].size() < sp.k) {
+      // The filter starves the candidates: visit further partitions, best first, until k.
+      const auto all = rank_partitions(q.row(i), params_.nlist);
+      for (size_t r = sp.nprobe; r < all.size() && heaps[i].size() < sp.k; ++r) {
+        const uint32_t p = all[r].second;
+        if (partitions_[p].size() == 0 || passes->allowed_in(p) == 0) continue;
+        const Visit v{static_cast<uint32_t>(r), p, static_cast<uint32_t>(i), all[r].first};
+        scan(&v, 1);
+      }
+    }
+    finish_query(q.row(i), heaps[i], sp.k, out_ids + i * sp.k, out_dist + i * sp.k);
+  }
+}
+
+// Re-ranks a query's candidates with the raw vectors (when kept) and writes its k results.
+void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_t k, int64_t* out_ids,
+                            float* out_dist) const {
+  const size_t d = params_.dim;
+  const auto candidates = heap.take();
+  // The candidates' rows and ids lie scattered in memory: request them all before the first
+  // is needed, so that the misses overlap instead of queueing one after another.
+  for (const auto& c : candidates) {
+    const Partition& part = partitions_[c.label >> 32];
+    const size_t off = c.label & 0xFFFFFFFFu;
+    __builtin_prefetch(part.ids() + off);
+    if (params_.with_raw_data) prefetch_bytes(part.raw_row(off, d), d * sizeof(float));
+  }
+  TopK<int64_t> best(k);
+  for (const auto& c : candidates) {
+    const Partition& part = partitions_[c.label >> 32];
+    const size_t off = c.label & 0xFFFFFFFFu;
+    float dist = params_.with_raw_data ? internal_distance(params_.metric, q, part.raw_row(off, d), d) : c.distance;
+    best.push(dist, part.ids()[off]);
+  }
+  auto result = best.take_sorted();
+  for (size_t j = 0; j < k; ++j) {
+    out_ids[j] = j < result.size() ? result[j].label : -1;
+    out_dist[j] = j < result.size() ? to_milvus_distance(params_.metric, result[j].distance) : missing_distance(params_.metric);
+  }
+}
+
+}  // namespace anisoscan
