@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "array_view.h"
+#include "fastscan_layout.h"
 
 namespace anisoscan {
 
-constexpr size_t kCodewords = 16;
 constexpr size_t kMaxSubDim = 16;  // more dimensions than codewords per sub-space is pointless
 
 // eta = h_par / h_perp for the step weight w(t) = [t >= threshold] and data norm `norm`.

@@ -12,6 +12,8 @@
 
 namespace anisoscan {
 
+constexpr size_t kCodewords = 16;  // 4-bit codes: 16 codewords per sub-space, one nibble each
+
 struct FastScanLayout {
   static constexpr size_t kBlockVectors = 32;
 

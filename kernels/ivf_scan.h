@@ -9,6 +9,7 @@
 #include "anisotropic_pq.h"
 #include "fastscan.h"
 #include "fastscan_lut.h"
+#include "pq_lookup.h"
 #include "ivf_index.h"
 
 namespace anisoscan {
