@@ -249,16 +249,88 @@ size_t IvfIndex::memory_bytes() const {
                  (centers_.capacity() + center_panels_.capacity() + center_norms_.capacity()) * sizeof(float) +
                  pq_.codebooks().capacity() * sizeof(float) + partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
-  return bytes + id_map_.memory_bytes() + IndexFile::mapped_bytes(mapping_);
+  return bytes + id_map_.memory_bytes() + (mapping_ ? mapping_->size() : 0);
 }
 
+// The payload of an index file (the container is index_file.h's): the parameters, whether
+// trained, then the centers, the codebooks and each partition's ids, codes and raw vectors.
+// Version 2 lacks by_residual (its codes are residual); version 1 also lacks the padding.
 void IvfIndex::save(const std::string& path) const {
   std::shared_lock lock(*mutex_);
-  IndexFile::write(*this, path);
+  const IndexParams& ip = params_;
+  IndexFileWriter w;
+  w.put<uint64_t>(ip.dim);
+  w.put<uint32_t>(static_cast<uint32_t>(ip.metric));
+  w.put<uint64_t>(ip.nlist);
+  w.put<uint8_t>(ip.with_raw_data);
+  w.put<uint64_t>(ip.training_sample_size);
+  w.put<int32_t>(ip.kmeans_iters);
+  w.put<uint64_t>(ip.seed);
+  w.put<uint64_t>(ip.pq.sub_dim);
+  w.put<double>(ip.pq.anisotropic_threshold);
+  w.put<uint8_t>(ip.pq.exact_eta);
+  w.put<uint8_t>(ip.pq.anisotropic_codebooks);
+  w.put<int32_t>(ip.pq.iterations);
+  w.put<uint8_t>(ip.by_residual);
+  w.put<uint8_t>(trained_);
+  if (trained_) {
+    w.put_array(centers_.data(), centers_.size());
+    w.put_array(pq_.codebooks().data(), pq_.codebooks().size());
+    for (const auto& part : partitions_) {
+      w.put_array(part.ids(), part.size());
+      w.put_array(part.codes(), layout_.bytes_for(part.size()));
+      w.put_array(part.raw(), ip.with_raw_data ? part.size() * ip.dim : 0);
+    }
+  }
+  w.finish(path);
 }
 
 IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum) {
-  return IndexFile::read(path, mmap, verify_checksum);
+  IndexFileReader r(path, mmap, verify_checksum);
+  const uint32_t version = r.version();
+  IndexParams ip;
+  ip.dim = r.get<uint64_t>();
+  uint32_t metric = r.get<uint32_t>();
+  if (metric > 2) r.fail("unknown metric code");
+  ip.metric = static_cast<Metric>(metric);
+  ip.nlist = r.get<uint64_t>();
+  ip.with_raw_data = r.get<uint8_t>();
+  ip.training_sample_size = r.get<uint64_t>();
+  ip.kmeans_iters = r.get<int32_t>();
+  ip.seed = r.get<uint64_t>();
+  ip.pq.sub_dim = r.get<uint64_t>();
+  ip.pq.anisotropic_threshold = r.get<double>();
+  ip.pq.exact_eta = r.get<uint8_t>();
+  ip.pq.anisotropic_codebooks = r.get<uint8_t>();
+  ip.pq.iterations = r.get<int32_t>();
+  ip.by_residual = version >= 3 ? r.get<uint8_t>() != 0 : true;  // earlier versions knew only residual codes
+  if (ip.dim == 0 || ip.dim > (1u << 20) || ip.nlist == 0 || ip.nlist > 65536) r.fail("implausible parameters");
+  std::unique_ptr<IvfIndex> index;
+  try {
+    index = std::make_unique<IvfIndex>(ip);
+  } catch (const std::invalid_argument& e) {
+    r.fail(std::string("bad parameters: ") + e.what());
+  }
+  index->trained_ = r.get<uint8_t>();
+  if (index->trained_) {
+    const size_t d = ip.dim;
+    index->centers_ = r.copy_array<float>(ip.nlist * d);
+    index->derive_center_tables();
+    index->pq_.set_codebooks(r.copy_array<float>(index->pq_.codebooks().size()));
+    index->partitions_.resize(ip.nlist);
+    for (auto& part : index->partitions_) {
+      const uint64_t n = r.peek_count();
+      if (n > r.payload_bytes() / 8) r.fail("implausible partition size");
+      const int64_t* ids = r.array<int64_t>(n);
+      const uint8_t* codes = r.array<uint8_t>(index->layout_.bytes_for(n));
+      const float* raw = r.array<float>(ip.with_raw_data ? n * d : 0);
+      part.view(ids, codes, ip.with_raw_data && n ? raw : nullptr, n);
+      if (!r.in_place()) part.own(index->layout_, d);
+    }
+    if (r.in_place()) index->mapping_ = r.mapping();
+  }
+  if (!r.done()) r.fail("trailing bytes in payload");
+  return std::move(*index);
 }
 
 }  // namespace anisoscan

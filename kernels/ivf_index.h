@@ -145,7 +145,6 @@ class IvfIndex {
   mutable bool id_map_built_ = false;
   std::unique_ptr<std::mutex> id_map_mutex_;  // builds it once under a shared mutex_
 
-  friend class IndexFile;
 };
 
 }  // namespace anisoscan
