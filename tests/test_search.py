@@ -175,3 +175,27 @@ def test_memory_bytes_reflects_raw_data(clustered):
     assert with_raw.memory_bytes >= raw_bytes
     assert codes_only.memory_bytes < raw_bytes / 2
     assert anisoscan.simd_level() in ("scalar", "avx2", "avx512")
+
+
+def test_concurrent_callers_share_the_worker_pool_and_agree_with_one_caller(clustered):
+    """Many threads searching and building at once (as gRPC or Milvus Lite threads do) get
+    exactly what one caller gets; the pool is shared, never oversubscribed, never deadlocked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = clustered["IP"]
+    index = Index(data.dim, "IP", nlist=32).build(data.base)
+    alone = [index.search(data.queries, 10, nprobe=8, threads=4) for _ in range(3)]
+
+    def one(i: int):
+        if i % 4 == 3:  # a build running beside the searches
+            return Index(data.dim, "IP", nlist=8).build(data.base[:2000]).search(data.queries, 5, threads=3)
+        return index.search(data.queries, 10, nprobe=8, threads=4)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    for i, (ids, dist) in enumerate(results):
+        if i % 4 != 3:
+            np.testing.assert_array_equal(ids, alone[0][0])
+            np.testing.assert_array_equal(dist, alone[0][1])
+    with pytest.raises(ValueError):
+        index.search(np.full((300, data.dim), np.nan, np.float32), 10, threads=4)
