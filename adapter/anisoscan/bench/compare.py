@@ -15,51 +15,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import logging
 import math
 import os
-import platform
-import re
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import _core
-from ..datasets import Dataset, load_folder, make_clustered
-from ..index import exact_search
 from ..metrics import recall_at_k
 from . import peers as peers_mod
 from .peers import PEERS, Params, Peer, Setup
+from .report import Panel, best_qps, machine_info, output_stem, plot_recall_qps, write_outputs
+from .workloads import QUICK_BASE, QUICK_QUERIES, Workload, parse_generate, workloads
 
 log = logging.getLogger(__name__)
 
-QUICK_BASE = 50_000
-QUICK_QUERIES = 200
-FULL_GENERATED_QUERIES = 1_000
 RECALL_TARGETS = (0.80, 0.90, 0.95)
 # A sweep point is skipped once a point with no larger parameter reached this recall.
 SATURATED_RECALL = 0.999
 MAX_PASSES = 10
-
-
-@dataclass
-class Workload:
-    """A dataset as the peers see it: float32 arrays, IP or L2, exact ground truth."""
-
-    name: str
-    base: np.ndarray
-    queries: np.ndarray
-    truth: np.ndarray  # [nq, >= k] exact ids, best first
-    metric: str  # "IP" or "L2" (COSINE data is normalized and searched by IP)
-    source: str
-    n_full: int  # base rows before --quick subsampling
-    quick: bool = False
 
 
 @dataclass
@@ -82,58 +60,6 @@ class IndexResult:
     build_cpu_s: float  # CPU seconds, all threads
     memory_bytes: int | None
     points: list[Point] = field(default_factory=list)
-
-
-# --- workloads ------------------------------------------------------------------------------
-
-
-def prepare(ds: Dataset, source: str, k: int, quick: bool = False, seed: int = 0) -> Workload:
-    """Float32 copies, COSINE -> normalized IP, --quick subsampling, ground truth when missing."""
-    base = np.ascontiguousarray(ds.base, dtype=np.float32)
-    queries = np.ascontiguousarray(ds.queries, dtype=np.float32)
-    truth = ds.ground_truth
-    metric = ds.metric.upper()
-    if metric == "COSINE":
-        base = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
-        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
-        metric = "IP"
-    n_full = base.shape[0]
-    if quick:
-        rng = np.random.default_rng(seed)
-        if base.shape[0] > QUICK_BASE:
-            base = np.ascontiguousarray(base[np.sort(rng.choice(base.shape[0], QUICK_BASE, replace=False))])
-            truth = None  # ids changed: recomputed below
-        if queries.shape[0] > QUICK_QUERIES:
-            rows = np.sort(rng.choice(queries.shape[0], QUICK_QUERIES, replace=False))
-            queries = np.ascontiguousarray(queries[rows])
-            truth = None if truth is None else truth[rows]
-    if truth is None or truth.shape[1] < k:
-        log.info("%s: exact top-%d for %d queries over %d vectors (ground truth)",
-                 ds.name, k, queries.shape[0], base.shape[0])
-        truth, _ = exact_search(base, queries, k, metric)
-    name = f"{ds.name}-quick" if quick else ds.name
-    return Workload(name, base, queries, np.asarray(truth)[:, :k], metric, source, n_full, quick)
-
-
-def parse_generate(spec: str) -> tuple[int, int]:
-    """Parses "N,DIM" into (N, DIM)."""
-    try:
-        n, dim = (int(x) for x in spec.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--generate: expected N,DIM (e.g. 50000,64), got {spec!r}") from None
-    if n < 1 or dim < 1:
-        raise argparse.ArgumentTypeError(f"--generate: N and DIM must be positive, got {spec!r}")
-    return n, dim
-
-
-def workloads(args: argparse.Namespace) -> Iterator[Workload]:
-    """The datasets of the command line, one at a time (only one is held in memory)."""
-    for path in args.dataset or []:
-        yield prepare(load_folder(path), str(path), args.k, args.quick)
-    for n, dim in args.generate or []:
-        nq = QUICK_QUERIES if args.quick else FULL_GENERATED_QUERIES
-        ds = make_clustered(n, dim, n_queries=nq, metric=args.metric)
-        yield prepare(ds, f"make_clustered({n}, {dim}, metric={args.metric!r})", args.k, args.quick)
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -321,60 +247,7 @@ def compare(w: Workload, names: list[str], setup: Setup, k: int = 10, threads: i
     }
 
 
-def machine_info(kinds: list[type[Peer]]) -> dict[str, Any]:
-    """CPU, cores, SIMD levels, library versions: what a reader needs to compare runs."""
-    cpu: str | None = None
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and cpu is None:
-                cpu = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for kind in kinds:
-        try:
-            versions[kind.package] = kind.version()
-        except Exception as e:  # noqa: BLE001 - versions are informative only
-            versions[kind.package] = f"unknown ({e})"
-    info: dict[str, Any] = {
-        "cpu": cpu or platform.processor() or "unknown",
-        "cores": os.cpu_count(),
-        "simd_flags": sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "f16c"))),
-        "anisoscan_simd_level": _core.simd_level(),
-        "anisoscan_detected_simd_level": _core.detected_simd_level(),
-        "platform": platform.platform(),
-        "versions": versions,
-        "thread_env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-    if any(kind.package == "faiss" for kind in kinds):
-        import faiss
-
-        info["faiss_compile_options"] = faiss.get_compile_options()
-    return info
-
-
 # --- reporting ------------------------------------------------------------------------------
-
-
-def frontier(points: list[dict[str, Any]], qps_key: str = "qps", recall_key: str = "recall"
-             ) -> list[tuple[float, float]]:
-    """(recall, qps) Pareto frontier, by increasing recall: no other point is both better and faster."""
-    best: list[tuple[float, float]] = []
-    for p in sorted(points, key=lambda p: (-p[recall_key], -p[qps_key])):
-        if not best or p[qps_key] > best[-1][1]:
-            best.append((p[recall_key], p[qps_key]))
-    return best[::-1]
-
-
-def best_qps(points: list[dict[str, Any]], target: float, qps_key: str = "qps",
-             recall_key: str = "recall") -> float | None:
-    ok = [p[qps_key] for p in points if p[recall_key] >= target]
-    return max(ok) if ok else None
 
 
 def _fmt_qps(q: float | None) -> str:
@@ -464,50 +337,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class Panel:
-    qps_key: str
-    recall_key: str
-    title: str
-
-
-def plot_recall_qps(path: Path, indexes: list[dict[str, Any]], panels: tuple[Panel, ...], k: int, ylabel: str,
-                    title: str) -> bool:
-    """Each index's recall@k/QPS frontier (log QPS), one panel per timing, dashed where codes only.
-
-    indexes: dicts with "name", "points" and "codes_only". False when matplotlib is missing.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no %s", path.name)
-        return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(13, 5.5), sharex=True)
-    lowest = 1.0
-    for ax, panel in zip(axes, panels):
-        for r in indexes:
-            line = frontier(r["points"], panel.qps_key, panel.recall_key)
-            if line:
-                x, y = zip(*line)
-                lowest = min(lowest, min(x))
-                ax.plot(x, y, "--" if r["codes_only"] else "-", marker="o", markersize=3, label=r["name"])
-        ax.set_yscale("log")
-        ax.set_xlabel(f"recall@{k}")
-        ax.set_ylabel(ylabel)
-        ax.set_title(panel.title)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_xlim(max(0.0, lowest - 0.02), 1.0)
-    axes[-1].legend(loc="lower left", fontsize=8)
-    fig.suptitle(title + "; dashed: codes only", fontsize=10)
-    fig.tight_layout()
-    _write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return True
-
-
 def plot(report: dict[str, Any], path: Path) -> bool:
     """One thread and batched side by side."""
     d = report["dataset"]
@@ -515,28 +344,6 @@ def plot(report: dict[str, Any], path: Path) -> bool:
               Panel("qps_batched", "recall_batched", f"batched, {report['setup']['threads']} threads"))
     return plot_recall_qps(path, report["indexes"], panels, d["k"], "queries/s",
                            f"{d['name']} ({d['n']:,} x {d['dim']}, {d['metric']}), {report['machine']['cpu']}")
-
-
-def _write(path: Path, write: Any) -> None:
-    """Writes through a .tmp file and a rename, so a stopped run never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def output_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-
-
-def write_outputs(report: dict[str, Any], out: Path, stem: str, to_markdown: Any, to_plot: Any) -> list[Path]:
-    """<out>/<stem>.json, .md and .png (no .png without matplotlib)."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.json", out / f"{stem}.md"]
-    _write(paths[0], lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
-    _write(paths[1], lambda p: p.write_text(to_markdown(report)))
-    if to_plot(report, out / f"{stem}.png"):
-        paths.append(out / f"{stem}.png")
-    return paths
 
 
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:

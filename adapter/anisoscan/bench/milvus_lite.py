@@ -28,7 +28,7 @@ from ..datasets import Dataset, load_folder, load_shipped
 from ..index import exact_search
 from ..metrics import recall_at_k
 from ..milvus import quiet_library_logs
-from .compare import Panel, _write, best_qps, machine_info, output_stem, plot_recall_qps, write_outputs
+from .report import Panel, best_qps, machine_info, output_stem, plot_recall_qps, write_atomically, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +328,8 @@ def run_writes(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"milvus-lite-inserts-memtable-{memtable_mb}mb"
-    _write(out / f"{stem}.json", lambda p: p.write_text(json.dumps(rows, indent=1) + "\n"))
-    _write(out / f"{stem}.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+    write_atomically(out / f"{stem}.json", lambda p: p.write_text(json.dumps(rows, indent=1) + "\n"))
+    write_atomically(out / f"{stem}.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     print("\n".join(lines))
     return 0
 

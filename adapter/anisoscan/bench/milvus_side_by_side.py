@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..datasets import load_folder, load_shipped
 from ..index import Index
 from ..metrics import recall_at_k
-from .compare import prepare
+from .workloads import prepare
 
 log = logging.getLogger(__name__)
 

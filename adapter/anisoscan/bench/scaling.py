@@ -17,7 +17,7 @@ import numpy as np
 from ..datasets import load_folder, make_clustered
 from ..index import Index
 from ..metrics import recall_at_k
-from .compare import prepare
+from .workloads import prepare
 
 log = logging.getLogger(__name__)
 
