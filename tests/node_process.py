@@ -30,8 +30,7 @@ class Crashed(Exception):
 
 
 def _serve(conn: Connection, data_dir: str, crash_at: str, inject: dict[str, int]) -> None:
-    from anisoscan import faults
-    from anisoscan.node import IndexNode
+    from anisoscan.node import IndexNode, faults
 
     faults.crash_at(crash_at)
     for point, errno in inject.items():

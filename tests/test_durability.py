@@ -1,7 +1,7 @@
 """Issue #17: one test per numbered defect, each reproducing the report, plus fault injection.
 
 Nodes run in child processes (node_process.py) so that a test can SIGKILL them or crash them
-at a crash point (anisoscan.faults) and then recover from what is on disk.
+at a crash point (anisoscan.node.faults) and then recover from what is on disk.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from anisoscan import faults, index_types
 from anisoscan.cli import main as cli_main
-from anisoscan.errors import FailedPrecondition, ResourceExhausted
 from anisoscan.flat import FlatIndex
-from anisoscan.limits import Limits
-from anisoscan.node import IndexNode
-from anisoscan.salvage import main as salvage_main
-from anisoscan.salvage import salvage
-from anisoscan.store import DB_NAME, DELETE, Record
+from anisoscan.node import IndexNode, faults, index_types
+from anisoscan.node.errors import FailedPrecondition, ResourceExhausted
+from anisoscan.node.limits import Limits
+from anisoscan.node.salvage import main as salvage_main
+from anisoscan.node.salvage import salvage
+from anisoscan.node.store import DB_NAME, DELETE, Record
 from node_process import NodeError, NodeProcess
 
 DIM = 8
@@ -284,8 +283,8 @@ def test_defect08_stray_and_damaged_folders_do_not_stop_the_node(data_dir, caplo
 
 
 def test_defect09_a_checkpoint_makes_the_snapshot_durable_before_emptying_the_log(tmp_path, monkeypatch):
-    import anisoscan.node as node_module
-    from anisoscan.store import IndexStore
+    import anisoscan.node.index_node as node_module
+    from anisoscan.node.store import IndexStore
 
     events: list[str] = []
     real_file, real_dir, real_checkpoint = node_module.fsync_file, node_module.fsync_dir, IndexStore.checkpoint
@@ -332,7 +331,7 @@ def test_defect10_incomplete_security_configurations_are_refused(tmp_path, caplo
     def serve_anyway(config):
         raise AssertionError(f"started with an incomplete configuration: {config}")
 
-    monkeypatch.setattr("anisoscan.server.serve", serve_anyway)  # a regression fails instead of serving forever
+    monkeypatch.setattr("anisoscan.node.server.serve", serve_anyway)  # a regression fails instead of serving forever
     with caplog.at_level(logging.ERROR):
         assert cli_main(["serve", "--data-dir", str(tmp_path / "data"), "--port", "0", *flags]) == 2
     assert names in caplog.text
@@ -401,7 +400,7 @@ def test_issue14_release_racing_searches_is_a_precondition_error(tmp_path):
 @pytest.mark.parametrize("index_type, params", [("FLAT", {}), ("SCANN", {"nlist": "4", "with_raw_data": "true"})])
 def test_the_log_is_checkpointed_as_it_grows_and_a_failed_checkpoint_keeps_the_write(tmp_path, monkeypatch, caplog,
                                                                                       index_type, params):
-    import anisoscan.node as node_module
+    import anisoscan.node.index_node as node_module
 
     monkeypatch.setattr(node_module, "CHECKPOINT_LOG_BYTES", 1000)  # ~3 inserts of 10 rows
     x = np.random.default_rng(3).standard_normal((300, DIM)).astype(np.float32)

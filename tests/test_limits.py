@@ -11,7 +11,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from anisoscan import Client, wire
+from anisoscan import Client
+from anisoscan.node import wire
 from anisoscan.v1 import index_node_pb2 as pb
 from anisoscan.v1 import index_node_pb2_grpc as pb_grpc
 from server_process import ServerProcess

@@ -2,10 +2,10 @@
 
 from . import datasets
 from ._core import IndexFileError, detected_simd_level, simd_level
-from .client import Client
 from .flat import FlatIndex
 from .index import Index, exact_search
 from .metrics import recall_at_k
+from .node.client import Client
 from .params import IndexParams, SearchParams
 
 __all__ = [

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from . import demo
-from .limits import Limits
+from .node.limits import Limits
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -18,7 +18,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .server import main as serve_main
+    from .node.server import main as serve_main
 
     return serve_main(args)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..client import Client
 from ..datasets import make_clustered
 from ..index import Index
+from ..node.client import Client
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..client import Client
 from ..datasets import make_clustered
+from ..node.client import Client
 
 log = logging.getLogger(__name__)
 

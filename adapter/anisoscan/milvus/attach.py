@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import _validation as v
-from ..client import Client
 from ..index import Index
+from ..node.client import Client
 from ..params import IndexParams
 
 log = logging.getLogger(__name__)

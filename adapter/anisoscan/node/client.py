@@ -10,10 +10,10 @@ from typing import Any
 import grpc
 import numpy as np
 
-from . import _validation as v
+from .. import _validation as v
+from ..v1 import index_node_pb2 as pb
+from ..v1 import index_node_pb2_grpc as pb_grpc
 from . import wire
-from .v1 import index_node_pb2 as pb
-from .v1 import index_node_pb2_grpc as pb_grpc
 
 STATE_NAMES = {pb.IN_PROGRESS: "InProgress", pb.FINISHED: "Finished", pb.FAILED: "Failed",
                pb.INDEX_STATE_NONE: "None"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .v1 import index_node_pb2 as pb
+from ..v1 import index_node_pb2 as pb
 
 F32 = np.dtype("<f4")
 I64 = np.dtype("<i8")

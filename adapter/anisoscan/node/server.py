@@ -19,12 +19,12 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..v1 import index_node_pb2 as pb
+from ..v1 import index_node_pb2_grpc as pb_grpc
 from . import wire
 from .errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted, StorageError
+from .index_node import IndexNode, IndexService
 from .limits import Limits
-from .node import IndexNode, IndexService
-from .v1 import index_node_pb2 as pb
-from .v1 import index_node_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

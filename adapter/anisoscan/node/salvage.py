@@ -1,4 +1,4 @@
-"""Salvage a Failed index while the node is stopped: `python -m anisoscan.salvage FOLDER [--apply]`.
+"""Salvage a Failed index while the node is stopped: `python -m anisoscan.node.salvage FOLDER [--apply]`.
 
 FOLDER is the index's folder, <data-dir>/<name>.<generation>. Salvage loads the snapshot and
 applies the log records in order up to the first damaged, missing or inapplicable one, and
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import index_types
 from .errors import StorageError
-from .node import apply, write_snapshot
+from .index_node import apply, write_snapshot
 from .store import FINISHED, IndexStore
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def salvage(folder: Path, write: bool = False) -> Salvage:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(prog="python -m anisoscan.salvage", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m anisoscan.node.salvage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="the index's folder: <data-dir>/<name>.<generation>")
     parser.add_argument("--apply", action="store_true", help="write the salvaged index (the node must be stopped)")

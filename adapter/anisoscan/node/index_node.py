@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import _validation as v
+from .. import _validation as v
 from . import faults, index_types
 from .errors import AlreadyExists, FailedPrecondition, NotFound, StorageError
 from .limits import BYTES_PER_HIT, Limits

@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _validation as v
-from .flat import FlatIndex
-from .index import Index
-from .params import IndexParams
+from .. import _validation as v
+from ..flat import FlatIndex
+from ..index import Index
+from ..params import IndexParams
 
 Progress = Callable[[float], None]
 
