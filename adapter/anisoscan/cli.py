@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     # prefix_chars="+": every argument after "bench", options included, goes to the bench parser.
     p = sub.add_parser("bench", help="benchmarks: anisoscan bench {kernel,compare,lite,milvus,scaling,grpc} --help",
                        prefix_chars="+", add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="a bench subcommand and its options")
     p.set_defaults(func=bench)
     m = sub.add_parser("lite", help="serve a Milvus Lite database, with anisoscan as its SCANN index, "
                                     "to any Milvus client (pymilvus, Attu, VectorDBBench, other SDKs)")
@@ -53,13 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="run the gRPC IndexNode server")
     s.add_argument("--data-dir", required=True, help="where indexes live; reloaded on restart")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    s.add_argument("--port", type=int, default=19531)
+    s.add_argument("--port", type=int, default=19531, help="listen port (default 19531)")
     s.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every RPC")
     s.add_argument("--token-file", help="read the token from a file instead")
     s.add_argument("--tls-cert", help="server certificate (PEM); enables TLS with --tls-key")
     s.add_argument("--tls-key", help="server private key (PEM)")
     s.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
-    s.add_argument("--max-message-mb", type=int, default=256)
+    s.add_argument("--max-message-mb", type=int, default=256,
+                   help="largest gRPC message, request or reply (default 256)")
     s.add_argument("--max-reply-mb", type=int, default=Limits.max_reply_bytes >> 20,
                    help="largest Search/GetVectors reply, checked before searching")
     s.add_argument("--max-get-ids", type=int, default=Limits.max_get_ids, help="most ids in one GetVectors")

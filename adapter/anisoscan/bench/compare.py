@@ -386,7 +386,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"subsample to {QUICK_BASE:,} vectors and {QUICK_QUERIES} queries, short sweeps")
     p.add_argument("--out", default="bench/results", help="output folder (default bench/results)")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=int, default=10, help="top-k of every search and of recall@k (default 10)")
     p.add_argument("--nlist", type=int, default=None,
                    help="partitions for every IVF peer (default ~3.2 sqrt(n), two significant digits)")
     p.add_argument("--threads", type=int, default=0, help="threads for builds and batched search (0: all)")

@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, default=50_000)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--queries", type=int, default=500)
+    p.add_argument("--n", type=int, default=50_000, help="rows indexed (default 50,000)")
+    p.add_argument("--dim", type=int, default=64, help="vector dimensions (default 64)")
+    p.add_argument("--queries", type=int, default=500, help="queries per measurement (default 500)")
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=run)

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=20_000, help="rows in the index before the inserts")
-    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--dim", type=int, default=64, help="vector dimensions (default 64)")
     p.add_argument("--batches", default="1,100,10000", help="rows per insert call, comma-separated")
     p.add_argument("--seconds", type=float, default=3.0, help="time per batch size (at least 5 calls)")
     p.add_argument("--data-dir", type=Path, default=None, help="where the node's data lives (a temporary folder)")

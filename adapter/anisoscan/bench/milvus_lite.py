@@ -303,11 +303,11 @@ def run_segments(args: argparse.Namespace) -> int:
 def add_segments_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
     p.add_argument("--rows", type=int, nargs="+", default=[2_000, 5_000, 10_000, 100_000], help="segment sizes")
-    p.add_argument("--nlist", type=int, default=128)
-    p.add_argument("--nprobe", type=int, default=8)
-    p.add_argument("--reorder-k", type=int, default=40)
-    p.add_argument("--queries", type=int, default=300)
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--nlist", type=int, default=128, help="the collection's nlist (a cap per segment; default 128)")
+    p.add_argument("--nprobe", type=int, default=8, help="partitions searched (default 8)")
+    p.add_argument("--reorder-k", type=int, default=40, help="candidates re-ranked (default 40)")
+    p.add_argument("--queries", type=int, default=300, help="queries searched (default 300)")
+    p.add_argument("--k", type=int, default=10, help="top-k of recall@k (default 10)")
     p.set_defaults(run=run_segments)
 
 
@@ -336,7 +336,7 @@ def run_writes(args: argparse.Namespace) -> int:
 
 def add_writes_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1_000_000, help="rows to insert")
-    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--dim", type=int, default=128, help="vector dimensions (default 128)")
     p.add_argument("--batch", type=int, default=10_000, help="rows per insert call")
     p.add_argument("--index-types", nargs="*", default=["SCANN", "HNSW"], help="indexes to compare with none")
     p.add_argument("--out", default="bench/results", help="folder for the .json and .md results")

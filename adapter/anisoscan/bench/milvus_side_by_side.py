@@ -178,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
     p.add_argument("--n", type=int, default=100_000, help="subsample the base to N vectors (0: all)")
-    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--queries", type=int, default=1000, help="queries searched (default 1000)")
     p.add_argument("--nlist", type=int, default=0, help="default: 4 * sqrt(n)")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--out", default="bench/results")
+    p.add_argument("--k", type=int, default=10, help="top-k (default 10)")
+    p.add_argument("--out", default="bench/results", help="folder for the .json and .md results")
     p.set_defaults(run=run)

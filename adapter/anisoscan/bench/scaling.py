@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="a folder in the shared/data format (default: 100k x 64 generated)")
-    p.add_argument("--nlist", type=int, default=0)
-    p.add_argument("--nprobe", type=int, default=32)
-    p.add_argument("--reorder_k", type=int, default=100)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--nlist", type=int, default=0, help="partitions (default 0: 4 x sqrt(rows))")
+    p.add_argument("--nprobe", type=int, default=32, help="partitions searched (default 32)")
+    p.add_argument("--reorder_k", type=int, default=100, help="candidates re-ranked (default 100)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=run)
