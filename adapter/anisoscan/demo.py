@@ -15,12 +15,12 @@ import logging
 import numpy as np
 
 from .bench.milvus_lite import compare, contenders
-from .datasets import Dataset, load_folder, load_shipped
+from .datasets import SOURCE_HELP, Dataset, load
 from .milvus import quiet_library_logs
 
 
 def _load(args: argparse.Namespace) -> Dataset:
-    data = load_folder(args.dataset) if args.dataset else load_shipped()
+    data = load(args.dataset)
     n = min(args.n or len(data.base), len(data.base))
     return Dataset(data.name, np.asarray(data.base[:n], np.float32), np.asarray(data.queries[: args.queries]),
                    data.metric)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="a folder with base.npy, query.npy (default: the shipped GloVe sample)")
+    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
     p.add_argument("--n", type=int, default=0, help="use the first N base vectors (default: all)")
     p.add_argument("--queries", type=int, default=200, help="queries searched batched")
     p.add_argument("--single-queries", type=int, default=50, help="queries searched one per call")

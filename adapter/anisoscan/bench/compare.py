@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import SOURCE_HELP
 from ..metrics import recall_at_k
 from . import peers as peers_mod
 from .peers import PEERS, Params, Peer, Setup
@@ -375,8 +376,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", action="append", metavar="PATH",
-                   help="folder with base.npy, query.npy, gt_ip.npy|gt_l2.npy, meta.json (repeatable)")
+    p.add_argument("--dataset", action="append", metavar="SOURCE", help=f"{SOURCE_HELP} (repeatable)")
     p.add_argument("--generate", action="append", type=parse_generate, metavar="N,DIM",
                    help="clustered synthetic data with N vectors of DIM dimensions (repeatable)")
     p.add_argument("--metric", choices=["IP", "L2", "COSINE"], default="IP", help="metric of --generate data")

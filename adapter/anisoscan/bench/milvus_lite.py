@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..datasets import Dataset, load_folder, load_shipped
+from ..datasets import SOURCE_HELP, Dataset, load
 from ..index import exact_search
 from ..metrics import recall_at_k
 from ..milvus import quiet_library_logs
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_library_logs()
-    data = load_folder(args.dataset) if args.dataset else load_shipped()
+    data = load(args.dataset)
     n = min(args.n or len(data.base), len(data.base))
     base = np.asarray(data.base[:n], np.float32)
     gt = data.ground_truth[: args.queries] if data.ground_truth is not None and n == len(data.base) else None
@@ -280,7 +280,7 @@ def run_segments(args: argparse.Namespace) -> int:
     from ..milvus.segment_index import ScannSegmentIndex
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = load_folder(args.dataset) if args.dataset else load_shipped()
+    data = load(args.dataset)
     queries = np.asarray(data.queries[: args.queries], np.float32)
     lines = [f"### Per-segment rule on {data.name}: nlist {args.nlist}, nprobe {args.nprobe}, "
              f"reorder_k {args.reorder_k}, recall@{args.k}", "",
@@ -301,7 +301,7 @@ def run_segments(args: argparse.Namespace) -> int:
 
 
 def add_segments_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
+    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
     p.add_argument("--rows", type=int, nargs="+", default=[2_000, 5_000, 10_000, 100_000], help="segment sizes")
     p.add_argument("--nlist", type=int, default=128, help="the collection's nlist (a cap per segment; default 128)")
     p.add_argument("--nprobe", type=int, default=8, help="partitions searched (default 8)")
@@ -344,7 +344,7 @@ def add_writes_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
+    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
     p.add_argument("--n", type=int, default=0, help="use the first N base vectors (default: all)")
     p.add_argument("--queries", type=int, default=1000, help="queries searched batched (default 1000)")
     p.add_argument("--single-queries", type=int, default=50, help="queries searched one per call (default 50)")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..datasets import load_folder, load_shipped
+from ..datasets import SOURCE_HELP, load
 from ..index import Index
 from ..metrics import recall_at_k
 from .workloads import prepare
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
     from milvus import MilvusServer
 
-    ds = load_folder(args.dataset) if args.dataset else load_shipped()
+    ds = load(args.dataset)
     rng = np.random.default_rng(0)
     if args.n and len(ds.base) > args.n:
         ds.base = np.asarray(ds.base)[np.sort(rng.choice(len(ds.base), args.n, replace=False))]
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="a folder in the shared/data format (default: the shipped GloVe sample)")
+    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
     p.add_argument("--n", type=int, default=100_000, help="subsample the base to N vectors (0: all)")
     p.add_argument("--queries", type=int, default=1000, help="queries searched (default 1000)")
     p.add_argument("--nlist", type=int, default=0, help="default: 4 * sqrt(n)")

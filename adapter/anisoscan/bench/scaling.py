@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..datasets import load_folder, make_clustered
+from ..datasets import SOURCE_HELP, load, make_clustered
 from ..index import Index
 from ..metrics import recall_at_k
 from .workloads import prepare
@@ -62,7 +62,7 @@ def measure(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, metric: st
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ds = load_folder(args.dataset) if args.dataset else make_clustered(100_000, 64, n_queries=1000)
+    ds = load(args.dataset) if args.dataset else make_clustered(100_000, 64, n_queries=1000)
     w = prepare(ds, str(args.dataset or "generated"), 10)
     nlist = args.nlist or max(16, int(4 * np.sqrt(len(w.base))))
     report = measure(w.base, w.queries, w.truth, w.metric, nlist, args.nprobe, args.reorder_k)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="a folder in the shared/data format (default: 100k x 64 generated)")
+    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: 100k x 64 generated)")
     p.add_argument("--nlist", type=int, default=0, help="partitions (default 0: 4 x sqrt(rows))")
     p.add_argument("--nprobe", type=int, default=32, help="partitions searched (default 32)")
     p.add_argument("--reorder_k", type=int, default=100, help="candidates re-ranked (default 100)")

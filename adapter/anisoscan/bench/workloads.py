@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datasets import Dataset, load_folder, make_clustered
+from ..datasets import Dataset, load, make_clustered
 from ..index import exact_search
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def parse_generate(spec: str) -> tuple[int, int]:
 def workloads(args: argparse.Namespace) -> Iterator[Workload]:
     """The datasets of the command line, one at a time (only one is held in memory)."""
     for path in args.dataset or []:
-        yield prepare(load_folder(path), str(path), args.k, args.quick)
+        yield prepare(load(path), str(path), args.k, args.quick)
     for n, dim in args.generate or []:
         nq = QUICK_QUERIES if args.quick else FULL_GENERATED_QUERIES
         ds = make_clustered(n, dim, n_queries=nq, metric=args.metric)
