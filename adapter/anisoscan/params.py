@@ -10,7 +10,7 @@ from typing import Any
 from . import _validation as v
 
 METRICS = ("IP", "L2", "COSINE")
-INDEX_TYPES = ("SCANN",)
+INDEX_TYPE = "SCANN"  # the Milvus index_type this index answers to
 
 # The anisotropic loss is derived for inner products, where 0.2 suits unit-scale data.
 # Its threshold is an absolute score, so for L2 (any scale) the default is relative to the
@@ -74,8 +74,8 @@ class IndexParams:
         if not isinstance(index_params, dict):
             raise TypeError(f"index_params: expected a dict, got {type(index_params).__name__}")
         top = dict(index_params)
-        index_type = str(top.pop("index_type", "SCANN")).upper()
-        if index_type not in INDEX_TYPES:
+        index_type = str(top.pop("index_type", INDEX_TYPE)).upper()
+        if index_type != INDEX_TYPE:
             raise ValueError(f"index_type: {index_type!r} is not served by anisoscan; use \"SCANN\"")
         metric = top.pop("metric_type", "IP")
         nested = top.pop("params", {}) or {}

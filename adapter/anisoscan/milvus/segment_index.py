@@ -32,11 +32,10 @@ from milvus_lite.index.protocol import VectorIndex
 
 from .. import _validation as v
 from ..index import Index
-from ..params import IndexParams, SearchParams, checked_search_params
+from ..params import INDEX_TYPE, IndexParams, SearchParams, checked_search_params
 
 log = logging.getLogger(__name__)
 
-INDEX_TYPE = "SCANN"
 EXACT_BELOW_ROWS = 1024  # where Milvus itself stops building indexes on sealed segments
 ROWS_PER_PARTITION = 100
 MMAP_KEY = "mmap.enabled"  # Milvus's per-index switch; the only key that is not an IndexParams field

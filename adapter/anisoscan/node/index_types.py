@@ -16,7 +16,7 @@ import numpy as np
 from .. import _validation as v
 from ..flat import FlatIndex
 from ..index import Index
-from ..params import IndexParams
+from ..params import INDEX_TYPE, IndexParams
 
 Progress = Callable[[float], None]
 
@@ -42,14 +42,14 @@ class IndexType(ABC):
 
 
 class ScannType(IndexType):
-    name = "SCANN"
+    name = INDEX_TYPE
     file_name = "index.anisoscan"
 
     def validate(self, dim: int, metric: str, params: dict[str, str]) -> None:
-        IndexParams.from_milvus(dim, {"index_type": "SCANN", "metric_type": metric, "params": params})
+        IndexParams.from_milvus(dim, {"index_type": INDEX_TYPE, "metric_type": metric, "params": params})
 
     def build(self, dim, metric, params, vectors, ids, progress):
-        index = Index.from_milvus_params(dim, {"index_type": "SCANN", "metric_type": metric, "params": params})
+        index = Index.from_milvus_params(dim, {"index_type": INDEX_TYPE, "metric_type": metric, "params": params})
         index.build(vectors, ids)
         progress(0.9)
         return index
