@@ -109,7 +109,7 @@ def test_search_errors_are_milvus_like(milvus_lite):
     index = attach(milvus, name, "vector", exact_params("COSINE"), progress=False)
     with pytest.raises(ValueError, match=r"metric type not match: invalid parameter\[expected=COSINE\]\[actual=L2\]"):
         index.search(d.queries, search_params={"metric_type": "L2"})
-    with pytest.raises(ValueError, match="reorder_k: 5 must be >= limit"):
+    with pytest.raises(ValueError, match="reorder_k: 5 is smaller than k=10"):
         index.search(d.queries, limit=10, search_params={"params": {"reorder_k": 5}})
     with pytest.raises(ValueError, match=r"output_fields: field\(s\) \['nope'\]"):
         index.search(d.queries, output_fields=["nope"])

@@ -11,6 +11,7 @@ from . import _validation as v
 
 METRICS = ("IP", "L2", "COSINE")
 INDEX_TYPE = "SCANN"  # the Milvus index_type this index answers to
+MAX_NLIST = 65536  # partitions; nprobe is bounded by the same number (and by the index's nlist)
 
 # The anisotropic loss is derived for inner products, where 0.2 suits unit-scale data.
 # Its threshold is an absolute score, so for L2 (any scale) the default is relative to the
@@ -47,7 +48,7 @@ class IndexParams:
         set_ = object.__setattr__
         set_(self, "metric", metric)
         set_(self, "dim", v.positive_int("dim", self.dim, 1, 32768))
-        set_(self, "nlist", v.positive_int("nlist", self.nlist, 1, 65536))
+        set_(self, "nlist", v.positive_int("nlist", self.nlist, 1, MAX_NLIST))
         set_(self, "sub_dim", v.positive_int("sub_dim", self.sub_dim, 1, min(16, self.dim)))
         set_(self, "with_raw_data", v.boolean("with_raw_data", self.with_raw_data))
         set_(self, "by_residual", v.boolean("by_residual", self.by_residual))
@@ -103,7 +104,7 @@ class SearchParams:
 
     def _check(self, nlist: int) -> SearchParams:
         k = v.positive_int("k", self.k, 1, 1 << 20)
-        nprobe = min(8, nlist) if self.nprobe is None else v.positive_int("nprobe", self.nprobe, 1, 65536)
+        nprobe = min(8, nlist) if self.nprobe is None else v.positive_int("nprobe", self.nprobe, 1, MAX_NLIST)
         if nprobe > nlist:
             raise ValueError(f"nprobe: {nprobe} exceeds nlist={nlist}; use 1..{nlist}")
         reorder_k = k if self.reorder_k is None else v.positive_int("reorder_k", self.reorder_k, 1, 1 << 20)

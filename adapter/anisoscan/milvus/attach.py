@@ -24,7 +24,7 @@ import numpy as np
 from .. import _validation as v
 from ..index import Index
 from ..node.client import Client
-from ..params import IndexParams
+from ..params import IndexParams, checked_search_params
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +229,8 @@ class AttachedIndex:
         unknown = sorted(set(merged) - {"nprobe", "reorder_k"})
         if unknown:
             raise ValueError(f"search_params: unknown key(s) {unknown}; SCANN takes nprobe and reorder_k")
-        options = {k: v.positive_int(k, val, 1, 65536) for k, val in merged.items()}
-        if "reorder_k" in options and options["reorder_k"] < limit:
-            raise ValueError(f"reorder_k: {options['reorder_k']} must be >= limit ({limit})")
-        if "nprobe" in options and options["nprobe"] > self.params.nlist:
-            raise ValueError(f"nprobe: {options['nprobe']} exceeds nlist={self.params.nlist}")
-        return options
+        checked = checked_search_params(limit, merged.get("nprobe"), merged.get("reorder_k"), 0, self.params.nlist)
+        return {key: getattr(checked, key) for key in merged}
 
     def _resolve_filter(self, expr: str) -> np.ndarray:
         """The index ids of the rows matching a Milvus boolean expression."""

@@ -32,7 +32,7 @@ from milvus_lite.index.protocol import VectorIndex
 
 from .. import _validation as v
 from ..index import Index
-from ..params import INDEX_TYPE, IndexParams, SearchParams, checked_search_params
+from ..params import INDEX_TYPE, MAX_NLIST, IndexParams, SearchParams, checked_search_params
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def segment_params(params: IndexParams, rows: int) -> IndexParams:
 def search_params(top_k: int, params: Mapping[str, Any]) -> SearchParams:
     """A request's limit, nprobe and reorder_k, range-checked before any segment fits them to its own size."""
     nprobe, reorder_k = (params.get(key) for key in SEARCH_KEYS)
-    return checked_search_params(top_k, nprobe, reorder_k, 0, 65536)
+    return checked_search_params(top_k, nprobe, reorder_k, 0, MAX_NLIST)
 
 
 def check_queries(queries: Any, dim: int) -> None:
