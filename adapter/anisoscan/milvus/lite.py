@@ -8,9 +8,12 @@ One line before the client is made:
 
 Milvus Lite 3.x dispatches every segment index build and load through one module,
 `milvus_lite.index.factory`; registration wraps its two functions so "SCANN" reaches
-ScannSegmentIndex and every other type goes where it went before, adds "SCANN" to the
-known vector index types, and checks SCANN's parameters in `Collection.create_index`, so
-a bad one fails there with Milvus's IllegalArgument instead of in a log line at flush.
+ScannSegmentIndex and every other type goes where it went before, and adds "SCANN" to the
+known vector index types. Around that it wraps: Collection.create_index (SCANN's params
+checked before Milvus Lite stores them, so a bad one is Milvus's IllegalArgument, not a log
+line at flush), Collection.search (queries and search params checked once, before any
+segment), Segment.build_or_load_index (a damaged sidecar is rebuilt from the segment), and
+the gRPC decoder of index params (pymilvus 3 sends them as top-level pairs).
 """
 
 from __future__ import annotations
