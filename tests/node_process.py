@@ -69,7 +69,7 @@ class NodeProcess:
     def _receive(self) -> Any:
         try:
             status, value = self._conn.recv()
-        except EOFError:
+        except (EOFError, ConnectionResetError):  # the pipe is a socket pair: a dying peer may reset it
             self._proc.join()
             raise Crashed(f"the node exited with {self._proc.exitcode}") from None
         if status == "error":
@@ -87,7 +87,7 @@ class NodeProcess:
         """Sends a call without waiting for its answer (to kill the node while it runs)."""
         try:
             self._conn.send((method, args))
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError):
             self._proc.join()
             raise Crashed(f"the node exited with {self._proc.exitcode}") from None
 
