@@ -1,4 +1,4 @@
-// The container of an index file (little-endian), version 4; IvfIndex::save defines the payload:
+// The container of an index file (little-endian), version 5; IvfIndex::save defines the payload:
 //   "ANISOSCN"  8-byte magic
 //   u32         format version
 //   u32         reserved, 0
@@ -6,6 +6,7 @@
 //   payload     values, and arrays: a u64 element count followed by the elements, which
 //               start on a 64-byte boundary of the file (zero padding before them)
 //   u32         CRC-32 (IEEE) of everything before it: header and payload
+// Version 4 stored a fixed list of parameters where version 5 has named ones (params_file.h).
 // Version 3 is version 4 with the CRC over the payload alone. Version 2 also lacks the
 // by_residual parameter (its codes are residual); version 1 also lacks the padding. All are
 // still read (version 1 by copying, not mapping).
@@ -24,7 +25,7 @@
 
 namespace anisoscan {
 
-constexpr uint32_t kIndexFileVersion = 4;
+constexpr uint32_t kIndexFileVersion = 5;
 constexpr size_t kIndexFileHeaderBytes = 8 + 4 + 4 + 8;
 constexpr size_t kIndexFileAlign = 64;
 

@@ -2,6 +2,7 @@
 #include "ivf_index.h"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -11,11 +12,34 @@
 #include "distances.h"
 #include "index_file.h"
 #include "kmeans.h"
+#include "params_file.h"
 #include "parallel.h"
 
 namespace anisoscan {
 
 namespace {
+
+// The quantizer's training knobs from the index's parameters (the rest keep their defaults).
+PQTrainParams pq_train_params(const IndexParams& p) {
+  PQTrainParams t;
+  t.sub_dim = p.sub_dim;
+  t.anisotropic_threshold = p.anisotropic_threshold.value_or(0.0);
+  t.exact_eta = p.exact_eta;
+  t.anisotropic_codebooks = p.anisotropic_codebooks;
+  t.iterations = p.pq_iterations;
+  t.threads = p.threads;
+  return t;
+}
+
+double mean_norm(MatrixView<const float> x) {
+  double sum = 0;
+  for (size_t i = 0; i < x.rows; ++i) {
+    double s = 0;
+    for (size_t j = 0; j < x.cols; ++j) s += static_cast<double>(x.row(i)[j]) * x.row(i)[j];
+    sum += std::sqrt(s);
+  }
+  return x.rows ? sum / static_cast<double>(x.rows) : 0.0;
+}
 
 std::string some_ids(const std::vector<int64_t>& ids) {
   std::string s = "[";
@@ -26,13 +50,15 @@ std::string some_ids(const std::vector<int64_t>& ids) {
 }  // namespace
 
 IvfIndex::IvfIndex(const IndexParams& params)
-    : params_(params),
-      pq_(params.dim, params.pq.sub_dim),
+    : params_(resolved(params)),
+      pq_(params_.dim, params_.sub_dim),
       layout_{pq_.num_subspaces()},
       mutex_(std::make_unique<std::shared_mutex>()),
-      id_map_mutex_(std::make_unique<std::mutex>()) {
-  if (params.nlist == 0 || params.nlist > 65536) throw std::invalid_argument("nlist: must be in [1, 65536]");
-  params_.pq.threads = params.threads;
+      id_map_mutex_(std::make_unique<std::mutex>()) {}
+
+IndexParams IvfIndex::resolved(IndexParams p) {
+  resolve(p);
+  return p;
 }
 
 IvfIndex::IvfIndex(IvfIndex&&) noexcept = default;
@@ -85,10 +111,14 @@ void IvfIndex::train(MatrixView<const float> x) {
   std::vector<int32_t> assign(ns);
   assign_nearest(sv, {centers.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
   std::vector<float> targets = code_targets(sv, centers, assign.data());
-  ProductQuantizer pq(d, params_.pq.sub_dim);
-  pq.train({targets.data(), ns, d}, sv, params_.pq);
+  const double threshold = params_.anisotropic_threshold.value_or(l2_default_threshold(mean_norm(sv)));
+  PQTrainParams pq_params = pq_train_params(params_);
+  pq_params.anisotropic_threshold = threshold;
+  ProductQuantizer pq(d, params_.sub_dim);
+  pq.train({targets.data(), ns, d}, sv, pq_params);
 
   std::unique_lock lock(*mutex_);
+  params_.anisotropic_threshold = threshold;
   centers_ = std::move(centers);
   derive_center_tables();
   pq_ = std::move(pq);
@@ -112,7 +142,7 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
                  params_.threads);
   std::vector<float> targets = code_targets(xv, centers_, assign.data());
   std::vector<uint8_t> codes(n * m);
-  pq_.encode({targets.data(), n, d}, xv, params_.pq, codes.data());
+  pq_.encode({targets.data(), n, d}, xv, pq_train_params(params_), codes.data());
 
   std::unique_lock lock(*mutex_);
   std::unordered_set<int64_t> incoming(ids, ids + n);
@@ -252,26 +282,16 @@ size_t IvfIndex::memory_bytes() const {
   return bytes + id_map_.memory_bytes() + (mapping_ ? mapping_->size() : 0);
 }
 
-// The payload of an index file (the container is index_file.h's): the parameters, whether
-// trained, then the centers, the codebooks and each partition's ids, codes and raw vectors.
-// Version 2 lacks by_residual (its codes are residual); version 1 also lacks the padding.
+// The payload of an index file (the container is index_file.h's): dim, metric, the
+// parameters (params_file.h), whether trained, then the centers, the codebooks and each
+// partition's ids, codes and raw vectors.
 void IvfIndex::save(const std::string& path) const {
   std::shared_lock lock(*mutex_);
   const IndexParams& ip = params_;
   IndexFileWriter w;
   w.put<uint64_t>(ip.dim);
   w.put<uint32_t>(static_cast<uint32_t>(ip.metric));
-  w.put<uint64_t>(ip.nlist);
-  w.put<uint8_t>(ip.with_raw_data);
-  w.put<uint64_t>(ip.training_sample_size);
-  w.put<int32_t>(ip.kmeans_iters);
-  w.put<uint64_t>(ip.seed);
-  w.put<uint64_t>(ip.pq.sub_dim);
-  w.put<double>(ip.pq.anisotropic_threshold);
-  w.put<uint8_t>(ip.pq.exact_eta);
-  w.put<uint8_t>(ip.pq.anisotropic_codebooks);
-  w.put<int32_t>(ip.pq.iterations);
-  w.put<uint8_t>(ip.by_residual);
+  write_params<ScannConfig>(w, ip);
   w.put<uint8_t>(trained_);
   if (trained_) {
     w.put_array(centers_.data(), centers_.size());
@@ -285,26 +305,37 @@ void IvfIndex::save(const std::string& path) const {
   w.finish(path);
 }
 
-IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum) {
-  IndexFileReader r(path, mmap, verify_checksum);
-  const uint32_t version = r.version();
-  IndexParams ip;
-  ip.dim = r.get<uint64_t>();
-  uint32_t metric = r.get<uint32_t>();
-  if (metric > 2) r.fail("unknown metric code");
-  ip.metric = static_cast<Metric>(metric);
+namespace {
+
+// Versions 1 to 4 stored a fixed list of parameters; version 2 and earlier lack by_residual
+// (their codes are residual).
+void read_fixed_params(IndexFileReader& r, IndexParams& ip) {
   ip.nlist = r.get<uint64_t>();
   ip.with_raw_data = r.get<uint8_t>();
   ip.training_sample_size = r.get<uint64_t>();
   ip.kmeans_iters = r.get<int32_t>();
   ip.seed = r.get<uint64_t>();
-  ip.pq.sub_dim = r.get<uint64_t>();
-  ip.pq.anisotropic_threshold = r.get<double>();
-  ip.pq.exact_eta = r.get<uint8_t>();
-  ip.pq.anisotropic_codebooks = r.get<uint8_t>();
-  ip.pq.iterations = r.get<int32_t>();
-  ip.by_residual = version >= 3 ? r.get<uint8_t>() != 0 : true;  // earlier versions knew only residual codes
-  if (ip.dim == 0 || ip.dim > (1u << 20) || ip.nlist == 0 || ip.nlist > 65536) r.fail("implausible parameters");
+  ip.sub_dim = r.get<uint64_t>();
+  ip.anisotropic_threshold = r.get<double>();
+  ip.exact_eta = r.get<uint8_t>();
+  ip.anisotropic_codebooks = r.get<uint8_t>();
+  ip.pq_iterations = r.get<int32_t>();
+  ip.by_residual = r.version() >= 3 ? r.get<uint8_t>() != 0 : true;
+}
+
+}  // namespace
+
+IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum) {
+  IndexFileReader r(path, mmap, verify_checksum);
+  IndexParams ip;
+  ip.dim = r.get<uint64_t>();
+  uint32_t metric = r.get<uint32_t>();
+  if (metric > 2) r.fail("unknown metric code");
+  ip.metric = static_cast<Metric>(metric);
+  if (r.version() >= 5)
+    read_params<ScannConfig>(r, ip);
+  else
+    read_fixed_params(r, ip);
   std::unique_ptr<IvfIndex> index;
   try {
     index = std::make_unique<IvfIndex>(ip);

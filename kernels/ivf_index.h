@@ -15,33 +15,11 @@
 #include "fastscan_layout.h"
 #include "id_map.h"
 #include "metric.h"
+#include "params.h"
 #include "partition.h"
 #include "topk.h"
 
 namespace anisoscan {
-
-struct IndexParams {
-  size_t dim = 0;
-  Metric metric = Metric::kIP;
-  size_t nlist = 128;
-  bool with_raw_data = true;
-  // Codes approximate each vector's offset from its partition center (more accurate), or the
-  // vector itself. Under L2, residual codes need a lookup table per partition searched;
-  // direct codes share one table per query, which pays off for small partitions.
-  bool by_residual = true;
-  size_t training_sample_size = 100000;
-  int kmeans_iters = 10;
-  PQTrainParams pq;  // sub_dim, anisotropic_threshold, ... (pq.threads mirrors threads)
-  uint64_t seed = 42;
-  int threads = 0;  // 0: all cores
-};
-
-struct SearchParams {
-  size_t k = 10;
-  size_t nprobe = 8;
-  size_t reorder_k = 0;  // 0: k. Ignored without raw data.
-  int threads = 0;
-};
 
 // Which ids a search may return: an allow-list, a deny-list (both sorted, unique) and a mask
 // indexed by id (id i passes when i < mask.size and mask[i] != 0), in any combination.
@@ -104,6 +82,7 @@ class IvfIndex {
  private:
   class Passes;
 
+  static IndexParams resolved(IndexParams p);
   std::vector<float> prepare(MatrixView<const float> x) const;
   // What the codes approximate: each row minus its partition's center, or the row (by_residual).
   std::vector<float> code_targets(MatrixView<const float> x, const std::vector<float>& centers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from anisoscan import cli
+from anisoscan import cli, params
 from anisoscan.bench import __main__ as bench_main
 
 
@@ -45,3 +45,13 @@ def test_every_option_has_help(main, prog):
     assert len(options) > 20
     missing = [f"{path} {'/'.join(a.option_strings) or a.dest}" for path, a in options if not a.help]
     assert not missing, f"options without help text: {missing}"
+
+
+@pytest.mark.parametrize("main, prog", [(cli.main, "anisoscan"), (bench_main.main, "python -m anisoscan.bench")])
+def test_options_that_set_a_parameter_describe_it_as_the_schema_does(main, prog):
+    schema = {**{s.name: s for s in params.SCHEMA if s.phase == "search"},
+              **{s.name: s for s in params.SCHEMA if s.phase == "build"}}
+    named = [(path, a) for path, a in _options(_parser_of(main), prog) if a.dest in schema]
+    assert named, "no option sets an index parameter"
+    wrong = [f"{path} --{a.dest}" for path, a in named if not a.help.startswith(schema[a.dest].description)]
+    assert not wrong, f"options whose help is not the schema's description: {wrong}"

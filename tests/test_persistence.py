@@ -132,29 +132,45 @@ def test_truncated_file_with_mmap(saved, tmp_path):
         Index.load(empty, mmap=True)
 
 
+# Versions 1 to 4 stored these parameters in this order, after dim and metric.
+_FIXED_PARAMS = [("nlist", "<Q"), ("with_raw_data", "<B"), ("training_sample_size", "<Q"), ("kmeans_iters", "<i"),
+                 ("seed", "<Q"), ("sub_dim", "<Q"), ("anisotropic_threshold", "<d"), ("exact_eta", "<B"),
+                 ("anisotropic_codebooks", "<B"), ("pq_iterations", "<i")]
+
+
 def as_older_version(data: bytes, version: int) -> bytes:
-    """Re-encodes a version-4 file as version 3 (checksum over the payload alone), 2 (nor
-    the by_residual byte) or 1 (nor alignment padding), following the format description in
-    kernels/index_file.h independently of the C++ reader."""
+    """Re-encodes a version-5 file (named parameters) as version 4 (a fixed list of them),
+    3 (checksum over the payload alone), 2 (nor the by_residual byte) or 1 (nor alignment
+    padding), following the format descriptions in kernels/index_file.h and
+    kernels/params_file.h independently of the C++ reader."""
     header, align = 24, 64
     payload = data[header:-4]
-    fixed = 8 + 4 + 8 + 1 + 8 + 4 + 8 + 8 + 8 + 1 + 1 + 4  # parameters up to pq iterations
-    dim, = struct.unpack_from("<Q", payload, 0)
-    nlist, = struct.unpack_from("<Q", payload, 12)
-    with_raw = payload[20]
-    sub_dim, = struct.unpack_from("<Q", payload, 41)
-    if version == 3:
-        return b"ANISOSCN" + struct.pack("<IIQ", 3, 0, len(payload)) + payload + struct.pack("<I", zlib.crc32(payload))
-    assert payload[fixed] == 1, "older versions know residual codes only"
-    out = bytearray(payload[:fixed] + payload[fixed + 1: fixed + 2])  # drop by_residual, keep "trained"
-    pos = fixed + 2
+    dim, metric = struct.unpack_from("<QI", payload, 0)
+    count, = struct.unpack_from("<I", payload, 12)
+    pos, params = 16, {}
+    for _ in range(count):
+        n = payload[pos]
+        name = payload[pos + 1: pos + 1 + n].decode()
+        kind, pos = payload[pos + 1 + n], pos + 2 + n
+        params[name], = struct.unpack_from("<d" if kind == 2 else "<Q", payload, pos)
+        pos += 8
+    out = bytearray(struct.pack("<QI", dim, metric))
+    for name, fmt in _FIXED_PARAMS:
+        out += struct.pack(fmt, params[name])
+    if version >= 3:
+        out.append(params["by_residual"])
+    else:
+        assert params["by_residual"] == 1, "older versions know residual codes only"
+    trained = payload[pos]
+    out.append(trained)
+    pos += 1
 
     def pad_to_alignment() -> None:
         if version >= 2:
             out.extend(bytes((align - (header + len(out)) % align) % align))
 
-    if payload[fixed + 1]:
-        sizes = [4, 4] + [8, 1, 4] * nlist  # element sizes: centers, codebooks, then per partition
+    if trained:
+        sizes = [4, 4] + [8, 1, 4] * params["nlist"]  # element sizes: centers, codebooks, then per partition
         for size in sizes:
             n, = struct.unpack_from("<Q", payload, pos)
             pos += 8
@@ -163,12 +179,13 @@ def as_older_version(data: bytes, version: int) -> bytes:
             pad_to_alignment()
             out += payload[pos: pos + n * size]
             pos += n * size
-    assert pos == len(payload) and dim > 0 and sub_dim > 0 and with_raw in (0, 1)
-    return (b"ANISOSCN" + struct.pack("<IIQ", version, 0, len(out)) + bytes(out)
-            + struct.pack("<I", zlib.crc32(bytes(out))))
+    assert pos == len(payload) and dim > 0 and params["sub_dim"] > 0 and params["with_raw_data"] in (0, 1)
+    head = b"ANISOSCN" + struct.pack("<IIQ", version, 0, len(out))
+    crc = zlib.crc32(head + bytes(out)) if version >= 4 else zlib.crc32(bytes(out))
+    return head + bytes(out) + struct.pack("<I", crc)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_older_versions_still_load(saved, tmp_path, version):
     index, path, x = saved
     old = tmp_path / f"v{version}.idx"

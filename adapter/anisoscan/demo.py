@@ -17,6 +17,7 @@ import numpy as np
 from .bench.milvus_lite import compare, contenders
 from .datasets import SOURCE_HELP, Dataset, load
 from .milvus import quiet_library_logs
+from .params import option_help
 
 
 def _load(args: argparse.Namespace) -> Dataset:
@@ -59,9 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=0, help="use the first N base vectors (default: all)")
     p.add_argument("--queries", type=int, default=200, help="queries searched batched")
     p.add_argument("--single-queries", type=int, default=50, help="queries searched one per call")
-    p.add_argument("--nlist", type=int, default=128, help="nlist of IVF_FLAT, IVF_SQ8 and SCANN")
-    p.add_argument("--nprobe", type=int, default=16, help="nprobe of IVF_FLAT, IVF_SQ8 and SCANN")
-    p.add_argument("--reorder-k", type=int, default=40, help="SCANN reorder_k (exact re-ranking of candidates)")
+    p.add_argument("--nlist", type=int, default=128,
+                   help=option_help("nlist", "of IVF_FLAT, IVF_SQ8 and SCANN (default 128)"))
+    p.add_argument("--nprobe", type=int, default=16,
+                   help=option_help("nprobe", "of IVF_FLAT, IVF_SQ8 and SCANN (default 16)"))
+    p.add_argument("--reorder-k", type=int, default=40, help=option_help("reorder_k", "of SCANN (default 40)"))
     p.add_argument("--ef", type=int, default=64, help="HNSW ef")
-    p.add_argument("--k", type=int, default=10, help="limit (top-k)")
+    p.add_argument("--k", type=int, default=10, help=option_help("k", "of every search (default 10)"))
     p.set_defaults(func=run)

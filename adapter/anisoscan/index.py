@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from . import _core
 from . import _validation as v
-from .params import L2_RELATIVE_THRESHOLD, IndexParams, checked_search_params
+from .params import BUILD_PARAMS, METRICS, IndexParams, checked_search_params
 
 _NO_IDS = np.empty(0, np.int64)
 
@@ -28,9 +27,8 @@ class Index:
 
     @staticmethod
     def _make_core(p: IndexParams) -> _core.IvfIndex:
-        fields = dataclasses.asdict(p)
-        fields["anisotropic_threshold"] = fields["anisotropic_threshold"] or 0.0  # L2: resolved by build()
-        return _core.IvfIndex(**fields)
+        given = {name: getattr(p, name) for name in BUILD_PARAMS if getattr(p, name) is not None}
+        return _core.IvfIndex(p.dim, p.metric, given)
 
     @classmethod
     def from_params(cls, params: IndexParams) -> Index:
@@ -84,14 +82,11 @@ class Index:
                 f"nlist: {self._params.nlist} partitions need at least {self._params.nlist} vectors, "
                 f"got {x.shape[0]}; lower nlist or build with more vectors"
             )
-        if self._params.anisotropic_threshold is None:  # L2: relative to the data's scale
-            sample = x[:: max(1, len(x) // 100_000)]
-            threshold = L2_RELATIVE_THRESHOLD * float(np.linalg.norm(sample, axis=1).mean())
-            self._params = dataclasses.replace(self._params, anisotropic_threshold=threshold)
         fresh = self._make_core(self._params)
         fresh.train(x)
         fresh.add(x, ids_arr)
         self._core = fresh
+        self._params = IndexParams(**fresh.params)  # with what training derived from the data
         return self
 
     def add(self, vectors: Any, ids: Any = None) -> None:
@@ -218,8 +213,8 @@ def exact_search(base: Any, queries: Any, k: int, metric: str = "IP",
                  threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Exhaustive top-k (ground truth): (ids [nq, k], distances [nq, k]), Milvus semantics."""
     metric = metric.upper() if isinstance(metric, str) else metric
-    if metric not in ("IP", "L2", "COSINE"):
-        raise ValueError(f"metric: unknown metric {metric!r}; use one of IP, L2, COSINE")
+    if metric not in METRICS:
+        raise ValueError(f"metric: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
     b = v.as_vectors("base", base)
     q = v.as_vectors("queries", queries, b.shape[1], allow_empty=True)
     k = v.positive_int("k", k, 1, 1 << 20)

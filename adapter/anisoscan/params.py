@@ -1,4 +1,9 @@
-"""Build and search parameters, with Milvus/Knowhere names, defaults and leniency."""
+"""Build and search parameters, as the C++ core declares them (kernels/params.h).
+
+The core owns each parameter's name, type, default, range, phase and description, and the
+rules that span fields; this module reads that schema and adds only what Python callers
+need: Milvus-style leniency (numeric strings, "true"/"false") and numpy scalars.
+"""
 
 from __future__ import annotations
 
@@ -7,123 +12,153 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from . import _core
 from . import _validation as v
 
 METRICS = ("IP", "L2", "COSINE")
 INDEX_TYPE = "SCANN"  # the Milvus index_type this index answers to
-MAX_NLIST = 65536  # partitions; nprobe is bounded by the same number (and by the index's nlist)
-
-# The anisotropic loss is derived for inner products, where 0.2 suits unit-scale data.
-# Its threshold is an absolute score, so for L2 (any scale) the default is relative to the
-# data: 0.1 x the mean norm, resolved when the index is built. Measured on bigann-10k
-# (SIFT, norms ~509): codes-only recall@10 at nprobe 74 of 230 went 0.778 (plain PQ) ->
-# 0.790 (0.1 x norm) -> 0.789 (0.2 x) -> 0.781 (0.5 x).
-DEFAULT_ANISOTROPIC_THRESHOLD = {"IP": 0.2, "COSINE": 0.2}
-L2_RELATIVE_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
-class IndexParams:
-    """Everything a SCANN index is built with. Knowhere's names where Knowhere has one."""
+class ParamSpec:
+    """One parameter as the core declares it."""
 
-    dim: int
-    metric: str = "IP"
-    nlist: int = 128
-    sub_dim: int = 2
-    with_raw_data: bool = True
-    by_residual: bool = True  # codes of offsets from the partition center; False: of the vectors
-    anisotropic_threshold: float | None = None  # None: the metric's default (see above)
-    anisotropic_codebooks: bool = True  # solve the codebook update under the loss too
-    exact_eta: bool = True  # finite-d eta (measured better than the large-d limit on GloVe-50)
-    pq_iterations: int = 8
-    training_sample_size: int = 100_000
-    kmeans_iters: int = 10
-    seed: int = 42
-    threads: int = 0  # 0: all cores
+    name: str
+    type: str  # "int", "float" or "bool"
+    default: Any  # None: derived (see `derived`)
+    min: float | None
+    max: float | None  # None: unbounded
+    phase: str  # "build" or "search"
+    description: str
+    derived: str | None  # how an unset default is resolved
 
-    def __post_init__(self) -> None:
-        metric = self.metric.upper() if isinstance(self.metric, str) else self.metric
-        if metric not in METRICS:
-            raise ValueError(f"metric_type: unknown metric {self.metric!r}; use one of {', '.join(METRICS)}")
-        set_ = object.__setattr__
-        set_(self, "metric", metric)
-        set_(self, "dim", v.positive_int("dim", self.dim, 1, 32768))
-        set_(self, "nlist", v.positive_int("nlist", self.nlist, 1, MAX_NLIST))
-        set_(self, "sub_dim", v.positive_int("sub_dim", self.sub_dim, 1, min(16, self.dim)))
-        set_(self, "with_raw_data", v.boolean("with_raw_data", self.with_raw_data))
-        set_(self, "by_residual", v.boolean("by_residual", self.by_residual))
-        t = self.anisotropic_threshold
-        if t is not None:
-            t = v.real_number("anisotropic_threshold", t, 0.0)
-        set_(self, "anisotropic_threshold", DEFAULT_ANISOTROPIC_THRESHOLD.get(metric) if t is None else t)
-        set_(self, "anisotropic_codebooks", v.boolean("anisotropic_codebooks", self.anisotropic_codebooks))
-        set_(self, "exact_eta", v.boolean("exact_eta", self.exact_eta))
-        set_(self, "pq_iterations", v.positive_int("pq_iterations", self.pq_iterations, 0, 100))
-        set_(self, "training_sample_size",
-             v.positive_int("training_sample_size", self.training_sample_size, 1, 1 << 31))
-        set_(self, "kmeans_iters", v.positive_int("kmeans_iters", self.kmeans_iters, 1, 1000))
-        set_(self, "seed", v.positive_int("seed", self.seed, 0, (1 << 63) - 1))
-        set_(self, "threads", v.positive_int("threads", self.threads, 0, 4096))
+    def coerce(self, value: Any) -> Any:
+        """value as this parameter's type and within its range; None stays None when derived."""
+        if value is None and self.derived is not None:
+            return None
+        if self.type == "bool":
+            return v.boolean(self.name, value)
+        if self.type == "int":
+            return v.positive_int(self.name, value, int(self.min), None if self.max is None else int(self.max))
+        number = v.real_number(self.name, value, self.min)
+        if self.max is not None and number > self.max:
+            raise ValueError(f"{self.name}: {number} is out of range; must be [{self.min}, {self.max}]")
+        return number
 
-    @classmethod
-    def from_milvus(cls, dim: int, index_params: dict[str, Any]) -> IndexParams:
-        """Reads {"index_type": "SCANN", "metric_type": ..., "params": {...}} as pymilvus sends it.
+    def default_text(self) -> str:
+        if self.derived is not None:
+            return self.derived
+        return str(self.default).lower() if self.type == "bool" else str(self.default)
 
-        Booleans may be bools or any-case strings, numbers may be numeric strings; keys in
-        "params" may also sit at the top level, as Milvus allows.
-        """
-        if not isinstance(index_params, dict):
-            raise TypeError(f"index_params: expected a dict, got {type(index_params).__name__}")
-        top = dict(index_params)
-        index_type = str(top.pop("index_type", INDEX_TYPE)).upper()
-        if index_type != INDEX_TYPE:
-            raise ValueError(f"index_type: {index_type!r} is not served by anisoscan; use \"SCANN\"")
-        metric = top.pop("metric_type", "IP")
-        nested = top.pop("params", {}) or {}
-        if not isinstance(nested, dict):
-            raise TypeError("params: expected a dict of index parameters")
-        merged = {**top, **nested}
-        known = {f.name for f in dataclasses.fields(cls)} - {"dim", "metric"}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"params: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(dim=dim, metric=metric, **merged)
+    def range_text(self) -> str:
+        if self.type == "bool":
+            return "true, false"
+        return f"[{self.min:g}, {'inf' if self.max is None else f'{self.max:g}'}]"
 
 
-@dataclass(frozen=True)
-class SearchParams:
-    """Per-call search knobs (Milvus: limit, nprobe, reorder_k)."""
+SCHEMA: tuple[ParamSpec, ...] = tuple(ParamSpec(**d) for d in _core.param_schema())
+BUILD_PARAMS: dict[str, ParamSpec] = {s.name: s for s in SCHEMA if s.phase == "build"}
+SEARCH_PARAMS: dict[str, ParamSpec] = {s.name: s for s in SCHEMA if s.phase == "search"}
+MAX_DIM: int = _core.MAX_DIM
+MAX_NLIST = int(BUILD_PARAMS["nlist"].max)  # nprobe is bounded by it too (and by the index's nlist)
 
-    k: int = 10
-    nprobe: int | None = None  # None: min(8, nlist), Knowhere's default where it fits
-    reorder_k: int | None = None  # None: k (the Milvus default); ignored without raw data
-    threads: int = 0
-
-    def checked(self, nlist: int) -> SearchParams:
-        return checked_search_params(self.k, self.nprobe, self.reorder_k, self.threads, nlist)
-
-    def _check(self, nlist: int) -> SearchParams:
-        k = v.positive_int("k", self.k, 1, 1 << 20)
-        nprobe = min(8, nlist) if self.nprobe is None else v.positive_int("nprobe", self.nprobe, 1, MAX_NLIST)
-        if nprobe > nlist:
-            raise ValueError(f"nprobe: {nprobe} exceeds nlist={nlist}; use 1..{nlist}")
-        reorder_k = k if self.reorder_k is None else v.positive_int("reorder_k", self.reorder_k, 1, 1 << 20)
-        if reorder_k < k:
-            raise ValueError(f"reorder_k: {reorder_k} is smaller than k={k}; use reorder_k >= k")
-        threads = v.positive_int("threads", self.threads, 0, 4096)
-        return SearchParams(k, nprobe, reorder_k, threads)
+_PY_TYPES = {"int": int, "float": float, "bool": bool}
 
 
-def checked_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlist: int) -> SearchParams:
-    """SearchParams(k, nprobe, reorder_k, threads).checked(nlist), without building the
-    unchecked one first: searches repeat the same few settings, each is checked once."""
+def markdown_table(phase: str) -> str:
+    """The README's table of one phase's parameters, from the schema."""
+    specs = BUILD_PARAMS if phase == "build" else SEARCH_PARAMS
+    rows = [f"| {phase} parameter | default | range | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {s.default_text()} | {s.range_text()} | {s.description} |" for s in specs.values()]
+    return "\n".join(rows)
+
+
+def option_help(name: str, note: str) -> str:
+    """Help text of a command-line option that sets parameter `name`: the schema's
+    description, then what the command does with it (its default, sweeps, ...)."""
+    spec = BUILD_PARAMS.get(name) or SEARCH_PARAMS[name]
+    return f"{spec.description}; {note}"
+
+
+def _fields(specs: dict[str, ParamSpec]) -> list[tuple[str, Any, dataclasses.Field]]:
+    return [(s.name, _PY_TYPES[s.type] | None if s.derived else _PY_TYPES[s.type], dataclasses.field(default=s.default))
+            for s in specs.values()]
+
+
+def _index_post_init(self: Any) -> None:
+    metric = self.metric.upper() if isinstance(self.metric, str) else self.metric
+    if metric not in METRICS:
+        raise ValueError(f"metric_type: unknown metric {self.metric!r}; use one of {', '.join(METRICS)}")
+    dim = v.positive_int("dim", self.dim, 1, MAX_DIM)
+    values = {name: spec.coerce(getattr(self, name)) for name, spec in BUILD_PARAMS.items()}
+    given = {name: value for name, value in values.items() if value is not None}
+    for name, value in _core.resolve_index_params(dim, metric, given).items():
+        object.__setattr__(self, name, value)
+
+
+def _from_milvus(cls: type, dim: int, index_params: dict[str, Any]) -> Any:
+    """Reads {"index_type": "SCANN", "metric_type": ..., "params": {...}} as pymilvus sends it.
+
+    Booleans may be bools or any-case strings, numbers may be numeric strings; keys in
+    "params" may also sit at the top level, as Milvus allows.
+    """
+    if not isinstance(index_params, dict):
+        raise TypeError(f"index_params: expected a dict, got {type(index_params).__name__}")
+    top = dict(index_params)
+    index_type = str(top.pop("index_type", INDEX_TYPE)).upper()
+    if index_type != INDEX_TYPE:
+        raise ValueError(f"index_type: {index_type!r} is not served by anisoscan; use \"SCANN\"")
+    metric = top.pop("metric_type", "IP")
+    nested = top.pop("params", {}) or {}
+    if not isinstance(nested, dict):
+        raise TypeError("params: expected a dict of index parameters")
+    merged = {**top, **nested}
+    unknown = sorted(set(merged) - set(BUILD_PARAMS))
+    if unknown:
+        raise ValueError(f"params: unknown key(s) {unknown}; known keys are {sorted(BUILD_PARAMS)}")
+    return cls(dim=dim, metric=metric, **merged)
+
+
+# Everything a SCANN index is built with: dim and metric (the collection's), then the
+# schema's build parameters, resolved by the core (a derived default stays None until the
+# data decides it: L2's anisotropic_threshold, set by build).
+IndexParams = dataclasses.make_dataclass(
+    "IndexParams",
+    [("dim", int), ("metric", str, dataclasses.field(default="IP")), *_fields(BUILD_PARAMS)],
+    frozen=True,
+    namespace={"__post_init__": _index_post_init, "from_milvus": classmethod(_from_milvus),
+               "__doc__": "Build parameters: " + "; ".join(f"{s.name}: {s.description}"
+                                                           for s in BUILD_PARAMS.values()),
+               "__module__": __name__},
+)
+
+# Per-call search knobs (Milvus: limit, nprobe, reorder_k), resolved for an index's nlist.
+SearchParams = dataclasses.make_dataclass(
+    "SearchParams", _fields(SEARCH_PARAMS), frozen=True,
+    namespace={"__doc__": "Search parameters: " + "; ".join(f"{s.name}: {s.description}"
+                                                            for s in SEARCH_PARAMS.values()),
+               "__module__": __name__},
+)
+
+
+def checked_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlist: int) -> Any:
+    """The SearchParams a search of an nlist-partition index runs with, every rule applied.
+
+    Searches repeat the same few settings, so each is checked once (cached).
+    """
     try:
         return _checked_search_params(k, nprobe, reorder_k, threads, nlist)
-    except TypeError:  # unhashable input: check it directly for the precise message
-        return SearchParams(k, nprobe, reorder_k, threads)._check(nlist)
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+        return _check_search_params(k, nprobe, reorder_k, threads, nlist)
+
+
+def _check_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlist: int) -> Any:
+    given = {"k": k, "nprobe": nprobe, "reorder_k": reorder_k, "threads": threads}
+    values = {name: SEARCH_PARAMS[name].coerce(value) for name, value in given.items()}
+    return SearchParams(**_core.resolve_search_params({n: x for n, x in values.items() if x is not None}, nlist))
 
 
 # typed: 1, 1.0 and True are different keys, so a cached int never vouches for a bool.
-@functools.lru_cache(maxsize=256, typed=True)
-def _checked_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlist: int) -> SearchParams:
-    return SearchParams(k, nprobe, reorder_k, threads)._check(nlist)
+_checked_search_params = functools.lru_cache(maxsize=256, typed=True)(_check_search_params)

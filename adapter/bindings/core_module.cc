@@ -13,6 +13,7 @@
 #include "fastscan.h"
 #include "index_file.h"
 #include "ivf_index.h"
+#include "params_dict.h"
 
 namespace py = pybind11;
 using namespace anisoscan;
@@ -43,6 +44,14 @@ IdFilter make_filter(const std::optional<IdArray>& allowed, const IdArray& exclu
   return f;
 }
 
+py::dict index_params_dict(const IndexParams& p) {
+  py::dict d;
+  d["dim"] = p.dim;
+  d["metric"] = metric_name(p.metric);
+  put_into_dict<ScannConfig>(p, d);
+  return d;
+}
+
 std::pair<IdArray, FloatArray> result_arrays(size_t nq, size_t k) {
   return {IdArray({nq, k}), FloatArray({nq, k})};
 }
@@ -63,31 +72,15 @@ PYBIND11_MODULE(_core, m) {
   });
 
   py::class_<IvfIndex>(m, "IvfIndex")
-      .def(py::init([](size_t dim, const std::string& metric, size_t nlist, size_t sub_dim, bool with_raw_data,
-                       bool by_residual, double anisotropic_threshold, bool exact_eta, bool anisotropic_codebooks,
-                       int pq_iterations, size_t training_sample_size, int kmeans_iters, uint64_t seed,
-                       int threads) {
+      .def(py::init([](size_t dim, const std::string& metric, const py::dict& params) {
              IndexParams p;
              p.dim = dim;
              p.metric = parse_metric(metric);
-             p.nlist = nlist;
-             p.with_raw_data = with_raw_data;
-             p.by_residual = by_residual;
-             p.training_sample_size = training_sample_size;
-             p.kmeans_iters = kmeans_iters;
-             p.seed = seed;
-             p.threads = threads;
-             p.pq.sub_dim = sub_dim;
-             p.pq.anisotropic_threshold = anisotropic_threshold;
-             p.pq.exact_eta = exact_eta;
-             p.pq.anisotropic_codebooks = anisotropic_codebooks;
-             p.pq.iterations = pq_iterations;
+             set_from_dict<ScannConfig>(p, params);
              return IvfIndex(p);
            }),
-           py::arg("dim"), py::arg("metric"), py::arg("nlist"), py::arg("sub_dim"), py::arg("with_raw_data"),
-           py::arg("by_residual"), py::arg("anisotropic_threshold"), py::arg("exact_eta"),
-           py::arg("anisotropic_codebooks"), py::arg("pq_iterations"), py::arg("training_sample_size"),
-           py::arg("kmeans_iters"), py::arg("seed"), py::arg("threads"))
+           py::arg("dim"), py::arg("metric"), py::arg("params"),
+           "An empty index; params: build parameters by name (param_schema()), the rest default.")
       .def("train",
            [](IvfIndex& self, const FloatArray& x) {
              auto v = matrix(x, "vectors");
@@ -190,25 +183,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("is_trained", &IvfIndex::is_trained)
       .def_property_readonly("memory_bytes", &IvfIndex::memory_bytes)
       .def_property_readonly("metric", [](const IvfIndex& s) { return std::string(metric_name(s.params().metric)); })
-      .def_property_readonly("params", [](const IvfIndex& s) {
-        const IndexParams& p = s.params();
-        py::dict d;
-        d["dim"] = p.dim;
-        d["metric"] = metric_name(p.metric);
-        d["nlist"] = p.nlist;
-        d["sub_dim"] = p.pq.sub_dim;
-        d["with_raw_data"] = p.with_raw_data;
-        d["by_residual"] = p.by_residual;
-        d["anisotropic_threshold"] = p.pq.anisotropic_threshold;
-        d["exact_eta"] = p.pq.exact_eta;
-        d["anisotropic_codebooks"] = p.pq.anisotropic_codebooks;
-        d["pq_iterations"] = p.pq.iterations;
-        d["training_sample_size"] = p.training_sample_size;
-        d["kmeans_iters"] = p.kmeans_iters;
-        d["seed"] = p.seed;
-        d["threads"] = p.threads;
-        return d;
-      });
+      .def_property_readonly("params", [](const IvfIndex& s) { return index_params_dict(s.params()); });
 
   m.def(
       "exact_search",
@@ -228,6 +203,37 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"), py::arg("threads") = 0);
 
+
+  m.attr("MAX_DIM") = kMaxDim;
+  m.def("param_schema", [] {
+    py::list out;
+    append_schema<ScannConfig>(out);
+    append_schema<SearchConfig>(out);
+    return out;
+  }, "Every parameter's declaration: name, type, default, min, max, phase, description, derived.");
+  m.def(
+      "resolve_index_params",
+      [](size_t dim, const std::string& metric, const py::dict& params) {
+        IndexParams p;
+        p.dim = dim;
+        p.metric = parse_metric(metric);
+        set_from_dict<ScannConfig>(p, params);
+        resolve(p);
+        return index_params_dict(p);
+      },
+      py::arg("dim"), py::arg("metric"), py::arg("params"),
+      "The build parameters with defaults filled and every rule checked (ValueError names the field).");
+  m.def(
+      "resolve_search_params",
+      [](const py::dict& params, size_t nlist) {
+        SearchConfig c;
+        set_from_dict(c, params);
+        resolve(c, nlist);
+        py::dict d;
+        put_into_dict(c, d);
+        return d;
+      },
+      py::arg("params"), py::arg("nlist"), "The search parameters for an index of nlist partitions, resolved.");
 
   m.def("simd_level", [] { return std::string(simd_level_name(active_simd_level())); },
         "The level searches use now (honours ANISOSCAN_SIMD).");

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..datasets import SOURCE_HELP
 from ..metrics import recall_at_k
+from ..params import option_help
 from . import peers as peers_mod
 from .peers import PEERS, Params, Peer, Setup
 from .report import Panel, best_qps, machine_info, output_stem, plot_recall_qps, write_outputs
@@ -386,10 +387,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"subsample to {QUICK_BASE:,} vectors and {QUICK_QUERIES} queries, short sweeps")
     p.add_argument("--out", default="bench/results", help="output folder (default bench/results)")
-    p.add_argument("--k", type=int, default=10, help="top-k of every search and of recall@k (default 10)")
+    p.add_argument("--k", type=int, default=10, help=option_help("k", "of every search and of recall@k (default 10)"))
     p.add_argument("--nlist", type=int, default=None,
-                   help="partitions for every IVF peer (default ~3.2 sqrt(n), two significant digits)")
-    p.add_argument("--threads", type=int, default=0, help="threads for builds and batched search (0: all)")
+                   help=option_help("nlist", "of every IVF peer (default ~3.2 sqrt(n), two significant digits)"))
+    p.add_argument("--threads", type=int, default=0, help=option_help("threads", "also for batched search (default 0)"))
     p.add_argument("--rounds", type=int, default=None,
                    help="times each index's sweep is run, fastest times kept (default 4; 2 with --quick)")
     p.add_argument("--repeats", type=int, default=None, help="passes over the queries per point and round")

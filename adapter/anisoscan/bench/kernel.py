@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import _core
+from ..params import option_help
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=128, help="vector dimensions (default 128)")
-    p.add_argument("--sub-dim", type=int, default=2, help="dimensions per 4-bit code (default 2)")
+    p.add_argument("--sub-dim", type=int, default=2, help=option_help("sub_dim", "default 2"))
     p.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
     p.add_argument("--memory-mb", type=int, default=512, help="codes scanned 'from memory' (well past the caches)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

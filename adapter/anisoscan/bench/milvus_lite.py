@@ -28,6 +28,7 @@ from ..datasets import SOURCE_HELP, Dataset, load
 from ..index import exact_search
 from ..metrics import recall_at_k
 from ..milvus import quiet_library_logs
+from ..params import option_help
 from .report import Panel, best_qps, machine_info, output_stem, plot_recall_qps, write_atomically, write_outputs
 
 log = logging.getLogger(__name__)
@@ -303,11 +304,12 @@ def run_segments(args: argparse.Namespace) -> int:
 def add_segments_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
     p.add_argument("--rows", type=int, nargs="+", default=[2_000, 5_000, 10_000, 100_000], help="segment sizes")
-    p.add_argument("--nlist", type=int, default=128, help="the collection's nlist (a cap per segment; default 128)")
-    p.add_argument("--nprobe", type=int, default=8, help="partitions searched (default 8)")
-    p.add_argument("--reorder-k", type=int, default=40, help="candidates re-ranked (default 40)")
+    p.add_argument("--nlist", type=int, default=128,
+                   help=option_help("nlist", "the collection's, a cap per segment (default 128)"))
+    p.add_argument("--nprobe", type=int, default=8, help=option_help("nprobe", "default 8"))
+    p.add_argument("--reorder-k", type=int, default=40, help=option_help("reorder_k", "default 40"))
     p.add_argument("--queries", type=int, default=300, help="queries searched (default 300)")
-    p.add_argument("--k", type=int, default=10, help="top-k of recall@k (default 10)")
+    p.add_argument("--k", type=int, default=10, help=option_help("k", "and of recall@k (default 10)"))
     p.set_defaults(run=run_segments)
 
 
@@ -348,12 +350,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=0, help="use the first N base vectors (default: all)")
     p.add_argument("--queries", type=int, default=1000, help="queries searched batched (default 1000)")
     p.add_argument("--single-queries", type=int, default=50, help="queries searched one per call (default 50)")
-    p.add_argument("--k", type=int, default=10, help="limit (top-k) of every search")
+    p.add_argument("--k", type=int, default=10, help=option_help("k", "of every search (default 10)"))
     p.add_argument("--segment-rows", type=int, default=100_000,
                    help="flush every N rows (Milvus Lite also flushes when its 128 MB memtable fills)")
-    p.add_argument("--nlist", type=int, default=256, help="nlist of IVF_FLAT, IVF_SQ8 and SCANN (per segment)")
-    p.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128], help="nprobe sweep")
-    p.add_argument("--reorder-k", type=int, nargs="+", default=[40, 100], help="SCANN reorder_k sweep")
+    p.add_argument("--nlist", type=int, default=256,
+                   help=option_help("nlist", "of IVF_FLAT, IVF_SQ8 and SCANN, per segment (default 256)"))
+    p.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128],
+                   help=option_help("nprobe", "swept (default 4 8 16 32 64 128)"))
+    p.add_argument("--reorder-k", type=int, nargs="+", default=[40, 100],
+                   help=option_help("reorder_k", "of SCANN, swept (default 40 100)"))
     p.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="HNSW ef sweep")
     p.add_argument("--out", default="bench/results", help="folder for the .json, .md and .png results")
     p.set_defaults(run=run)

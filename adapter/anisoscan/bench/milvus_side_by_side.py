@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..datasets import SOURCE_HELP, load
 from ..index import Index
 from ..metrics import recall_at_k
+from ..params import option_help
 from .workloads import prepare
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
     p.add_argument("--n", type=int, default=100_000, help="subsample the base to N vectors (0: all)")
     p.add_argument("--queries", type=int, default=1000, help="queries searched (default 1000)")
-    p.add_argument("--nlist", type=int, default=0, help="default: 4 * sqrt(n)")
-    p.add_argument("--k", type=int, default=10, help="top-k (default 10)")
+    p.add_argument("--nlist", type=int, default=0, help=option_help("nlist", "default 0: 4 x sqrt(rows)"))
+    p.add_argument("--k", type=int, default=10, help=option_help("k", "default 10"))
     p.add_argument("--out", default="bench/results", help="folder for the .json and .md results")
     p.set_defaults(run=run)

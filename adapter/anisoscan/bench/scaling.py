@@ -17,6 +17,7 @@ import numpy as np
 from ..datasets import SOURCE_HELP, load, make_clustered
 from ..index import Index
 from ..metrics import recall_at_k
+from ..params import option_help
 from .workloads import prepare
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: 100k x 64 generated)")
-    p.add_argument("--nlist", type=int, default=0, help="partitions (default 0: 4 x sqrt(rows))")
-    p.add_argument("--nprobe", type=int, default=32, help="partitions searched (default 32)")
-    p.add_argument("--reorder_k", type=int, default=100, help="candidates re-ranked (default 100)")
+    p.add_argument("--nlist", type=int, default=0, help=option_help("nlist", "default 0: 4 x sqrt(rows)"))
+    p.add_argument("--nprobe", type=int, default=32, help=option_help("nprobe", "default 32"))
+    p.add_argument("--reorder-k", type=int, default=100, help=option_help("reorder_k", "default 100"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=run)

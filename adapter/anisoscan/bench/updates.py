@@ -18,6 +18,7 @@ import numpy as np
 
 from ..datasets import make_clustered
 from ..index import Index
+from ..params import option_help
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1_000_000, help="rows in the index (default 1,000,000)")
     p.add_argument("--dim", type=int, default=32, help="dimensions of the clustered synthetic vectors (default 32)")
-    p.add_argument("--nlist", type=int, default=1000, help="partitions (default 1000)")
+    p.add_argument("--nlist", type=int, default=1000, help=option_help("nlist", "default 1000"))
     p.add_argument("--repeats", type=int, default=5, help="runs per operation; the fastest counts (default 5)")
     p.add_argument("--label", default="now", help="names the output file updates-LABEL.json")
     p.add_argument("--out", default="bench/results/updates", help="output folder (default bench/results/updates)")
