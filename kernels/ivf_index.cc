@@ -27,6 +27,7 @@ PQTrainParams pq_train_params(const IndexParams& p) {
   t.exact_eta = p.exact_eta;
   t.anisotropic_codebooks = p.anisotropic_codebooks;
   t.iterations = p.pq_iterations;
+  t.kmeans_iterations = p.pq_init_iters;
   t.threads = p.threads;
   return t;
 }

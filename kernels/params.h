@@ -82,6 +82,7 @@ struct ScannConfig : IvfConfig {
   bool anisotropic_codebooks;
   bool exact_eta;
   int pq_iterations;
+  int pq_init_iters;
 
   template <class Visit>
   static void declare(Visit&& v) {
@@ -103,6 +104,8 @@ struct ScannConfig : IvfConfig {
                      "finite-d eta from the integrals rather than its large-d limit"});
     v(Param<S, int>{&S::pq_iterations, "pq_iterations", b, 8, 0, 100,
                     "assignment and codebook-update rounds of the quantizer"});
+    v(Param<S, int>{&S::pq_init_iters, "pq_init_iters", b, 16, 1, 1000,
+                    "plain k-means iterations that start each sub-space's codebook"});
   }
 
   ScannConfig();

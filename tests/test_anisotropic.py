@@ -147,3 +147,25 @@ def test_l2_default_threshold_is_relative_to_the_data_scale():
     index.build(x)
     assert index.params.anisotropic_threshold == pytest.approx(0.1 * np.linalg.norm(x, axis=1).mean(), rel=1e-4)
     assert Index(16, "L2", nlist=8, anisotropic_threshold=0).build(x).params.anisotropic_threshold == 0.0
+
+
+def test_pq_init_iters_sets_the_codebook_start_and_is_kept(tmp_path):
+    """pq_init_iters: the plain k-means iterations before the anisotropic rounds. With no
+    anisotropic round (pq_iterations=0) the codebooks are that k-means alone, so more of it
+    must quantize at least as well; the setting survives a save and load."""
+    data = make_clustered(4000, 16, n_queries=100, n_clusters=20, metric="IP", seed=11)
+    truth, _ = exact_search(data.base, data.queries, 10, "IP")
+
+    def build(iters: int) -> Index:
+        return Index(16, "IP", nlist=8, with_raw_data=False, pq_iterations=0, pq_init_iters=iters).build(data.base)
+
+    one, many = build(1), build(25)
+    ids_one, dist_one = one.search(data.queries, 10, nprobe=8)
+    ids_many, dist_many = many.search(data.queries, 10, nprobe=8)
+    assert not np.array_equal(dist_one, dist_many)
+    assert recall_at_k(ids_many, truth, 10) >= recall_at_k(ids_one, truth, 10) - 0.01
+    np.testing.assert_array_equal(build(25).search(data.queries, 10, nprobe=8)[0], ids_many)  # deterministic
+    many.save(tmp_path / "i.anisoscan")
+    assert Index.load(tmp_path / "i.anisoscan").params.pq_init_iters == 25
+    with pytest.raises(ValueError, match=r"pq_init_iters: 0 is out of range; must be \[1, 1000\]"):
+        Index(16, "IP", pq_init_iters=0)

@@ -162,3 +162,7 @@ def _check_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlis
 
 # typed: 1, 1.0 and True are different keys, so a cached int never vouches for a bool.
 _checked_search_params = functools.lru_cache(maxsize=256, typed=True)(_check_search_params)
+
+
+if __name__ == "__main__":  # the README's tables: python -m anisoscan.params
+    print(markdown_table("build"), markdown_table("search"), sep="\n\n")
