@@ -54,6 +54,7 @@ IvfIndex::IvfIndex(const IndexParams& params)
     : params_(resolved(params)),
       pq_(params_.dim, params_.sub_dim),
       layout_{pq_.num_subspaces()},
+      refine_(params_.refine_type, params_.dim),
       mutex_(std::make_unique<std::shared_mutex>()),
       id_map_mutex_(std::make_unique<std::mutex>()) {}
 
@@ -117,12 +118,15 @@ void IvfIndex::train(MatrixView<const float> x) {
   pq_params.anisotropic_threshold = threshold;
   ProductQuantizer pq(d, params_.sub_dim);
   pq.train({targets.data(), ns, d}, sv, pq_params);
+  RefineCodec refine(params_.refine_type, d);
+  refine.train(sv);
 
   std::unique_lock lock(*mutex_);
   params_.anisotropic_threshold = threshold;
   centers_ = std::move(centers);
   derive_center_tables();
   pq_ = std::move(pq);
+  refine_ = std::move(refine);
   partitions_.assign(params_.nlist, Partition{});
   id_map_ = IdMap{};
   id_map_built_ = false;
@@ -144,6 +148,9 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<float> targets = code_targets(xv, centers_, assign.data());
   std::vector<uint8_t> codes(n * m);
   pq_.encode({targets.data(), n, d}, xv, pq_train_params(params_), codes.data());
+  const size_t rb = raw_row_bytes();
+  std::vector<uint8_t> raw(n * rb);
+  for (size_t i = 0; rb && i < n; ++i) refine_.encode(xv.row(i), raw.data() + i * rb);
 
   std::unique_lock lock(*mutex_);
   std::unordered_set<int64_t> incoming(ids, ids + n);
@@ -167,10 +174,10 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   for (size_t i = 0; i < n; ++i) ++incoming_per_partition[assign[i]];
   for (size_t p = 0; p < params_.nlist; ++p)
     if (incoming_per_partition[p])
-      partitions_[p].reserve(layout_, partitions_[p].size() + incoming_per_partition[p], d, params_.with_raw_data);
+      partitions_[p].reserve(layout_, partitions_[p].size() + incoming_per_partition[p], rb);
   for (size_t i = 0; i < n; ++i) {
     Partition& part = partitions_[assign[i]];
-    part.append(layout_, ids[i], codes.data() + i * m, params_.with_raw_data ? xv.row(i) : nullptr, d);
+    part.append(layout_, ids[i], codes.data() + i * m, rb ? raw.data() + i * rb : nullptr, rb);
     if (track)
       id_map_.insert(ids[i], {static_cast<uint32_t>(assign[i]), static_cast<uint32_t>(part.size() - 1)}, partitions_);
   }
@@ -238,7 +245,7 @@ void IvfIndex::remove_locked(Span<const int64_t> ids) {
     const size_t last = part.size() - 1;
     id_map_.erase(part.ids()[loc.offset], partitions_);
     if (loc.offset != last) id_map_.relocate(part.ids()[last], loc, partitions_);
-    part.swap_remove(layout_, loc.offset, params_.dim);
+    part.swap_remove(layout_, loc.offset, raw_row_bytes());
   }
 }
 
@@ -259,13 +266,15 @@ void IvfIndex::get_vectors(Span<const int64_t> ids, float* out) const {
   if (!params_.with_raw_data)
     throw std::invalid_argument(
         "get_vectors: this index keeps no raw vectors (with_raw_data=false); rebuild it with with_raw_data=true");
+  if (!refine_.exact())
+    throw std::invalid_argument(
+        "get_vectors: this index keeps an int8 copy of the vectors (refine_type=SQ8), not the vectors; "
+        "rebuild it with refine_type=FP32");
   std::shared_lock lock(*mutex_);
   std::vector<Location> where = locate(ids, "ids");
-  const size_t d = params_.dim;
-  for (size_t i = 0; i < ids.size; ++i) {
-    const float* row = partitions_[where[i].partition].raw_row(where[i].offset, d);
-    std::copy(row, row + d, out + i * d);
-  }
+  const size_t d = params_.dim, rb = raw_row_bytes();
+  for (size_t i = 0; i < ids.size; ++i)
+    refine_.decode(partitions_[where[i].partition].raw_row(where[i].offset, rb), out + i * d);
 }
 
 void IvfIndex::derive_center_tables() {
@@ -278,14 +287,16 @@ size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(*mutex_);
   size_t bytes = sizeof(*this) +
                  (centers_.capacity() + center_panels_.capacity() + center_norms_.capacity()) * sizeof(float) +
-                 pq_.codebooks().capacity() * sizeof(float) + partitions_.capacity() * sizeof(Partition);
+                 (pq_.codebooks().capacity() + refine_.lo().capacity() + refine_.scale().capacity()) * sizeof(float) +
+                 partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
   return bytes + id_map_.memory_bytes() + (mapping_ ? mapping_->size() : 0);
 }
 
 // The payload of an index file (the container is index_file.h's): dim, metric, the
-// parameters (params_file.h), whether trained, then the centers, the codebooks and each
-// partition's ids, codes and raw vectors.
+// parameters (params_file.h), whether trained, then the centers, the codebooks, with
+// refine_type SQ8 its offsets and scales, and each partition's ids, codes and re-rank rows
+// (float32 arrays for FP32, byte arrays for SQ8; empty without raw data).
 void IvfIndex::save(const std::string& path) const {
   std::shared_lock lock(*mutex_);
   const IndexParams& ip = params_;
@@ -297,10 +308,19 @@ void IvfIndex::save(const std::string& path) const {
   if (trained_) {
     w.put_array(centers_.data(), centers_.size());
     w.put_array(pq_.codebooks().data(), pq_.codebooks().size());
+    const bool sq8 = ip.refine_type == RefineType::kSQ8;
+    if (sq8) {
+      w.put_array(refine_.lo().data(), ip.dim);
+      w.put_array(refine_.scale().data(), ip.dim);
+    }
+    const size_t values_per_row = ip.with_raw_data ? ip.dim : 0;
     for (const auto& part : partitions_) {
       w.put_array(part.ids(), part.size());
       w.put_array(part.codes(), layout_.bytes_for(part.size()));
-      w.put_array(part.raw(), ip.with_raw_data ? part.size() * ip.dim : 0);
+      if (sq8)
+        w.put_array(part.raw(), part.size() * values_per_row);
+      else
+        w.put_array(reinterpret_cast<const float*>(part.raw()), part.size() * values_per_row);
     }
   }
   w.finish(path);
@@ -349,15 +369,22 @@ IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum
     index->centers_ = r.copy_array<float>(ip.nlist * d);
     index->derive_center_tables();
     index->pq_.set_codebooks(r.copy_array<float>(index->pq_.codebooks().size()));
+    const bool sq8 = ip.refine_type == RefineType::kSQ8;
+    if (sq8) {
+      std::vector<float> lo = r.copy_array<float>(d);
+      index->refine_.set_ranges(std::move(lo), r.copy_array<float>(d));
+    }
+    const size_t values_per_row = ip.with_raw_data ? d : 0, rb = index->raw_row_bytes();
     index->partitions_.resize(ip.nlist);
     for (auto& part : index->partitions_) {
       const uint64_t n = r.peek_count();
       if (n > r.payload_bytes() / 8) r.fail("implausible partition size");
       const int64_t* ids = r.array<int64_t>(n);
       const uint8_t* codes = r.array<uint8_t>(index->layout_.bytes_for(n));
-      const float* raw = r.array<float>(ip.with_raw_data ? n * d : 0);
-      part.view(ids, codes, ip.with_raw_data && n ? raw : nullptr, n);
-      if (!r.in_place()) part.own(index->layout_, d);
+      const auto* raw = sq8 ? r.array<uint8_t>(n * values_per_row)
+                            : reinterpret_cast<const uint8_t*>(r.array<float>(n * values_per_row));
+      part.view(ids, codes, rb && n ? raw : nullptr, n);
+      if (!r.in_place()) part.own(index->layout_, rb);
     }
     if (r.in_place()) index->mapping_ = r.mapping();
   }

@@ -17,6 +17,7 @@
 #include "metric.h"
 #include "params.h"
 #include "partition.h"
+#include "refine.h"
 #include "topk.h"
 
 namespace anisoscan {
@@ -83,6 +84,8 @@ class IvfIndex {
   class Passes;
 
   static IndexParams resolved(IndexParams p);
+  // Bytes of each vector's re-rank copy in a partition (0 without raw data).
+  size_t raw_row_bytes() const { return params_.with_raw_data ? refine_.row_bytes() : 0; }
   std::vector<float> prepare(MatrixView<const float> x) const;
   // What the codes approximate: each row minus its partition's center, or the row (by_residual).
   std::vector<float> code_targets(MatrixView<const float> x, const std::vector<float>& centers,
@@ -113,6 +116,7 @@ class IvfIndex {
   IndexParams params_;
   ProductQuantizer pq_;
   FastScanLayout layout_;
+  RefineCodec refine_;
   std::vector<float> centers_;       // [nlist, dim]
   std::vector<float> center_panels_;  // centers as panels (distances.h)
   std::vector<float> center_norms_;  // [nlist]

@@ -56,20 +56,22 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
   if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
-  const size_t d = params_.dim, m = pq_.num_subspaces();
+  const size_t d = params_.dim, m = pq_.num_subspaces(), rb = raw_row_bytes();
   std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
     PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
+    RefineCodec::Query rq;
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.data() + qi * d;
       auto& out = hits[qi];
-      if (!tables_per_partition() && !params_.with_raw_data) table.build(q, l2, nullptr);
+      if (!tables_per_partition() && !rb) table.build(q, l2, nullptr);
+      if (rb) refine_.prepare(q, params_.metric, rq);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
         const Partition& part = partitions_[p];
-        if (params_.with_raw_data) {  // exact distances: the range answer is exact
+        if (rb) {  // distances from the re-rank copies: exact with FP32
           for (size_t i = 0; i < part.size(); ++i) {
             if (passes && !passes->test(p, i)) continue;
-            float dist = internal_distance(params_.metric, q, part.raw_row(i, d), d);
+            const float dist = refine_.distance(rq, params_.metric, part.raw_row(i, rb));
             if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
           }
         } else if (part.size() > 0) {

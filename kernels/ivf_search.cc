@@ -205,10 +205,10 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   }
 }
 
-// Re-ranks a query's candidates with the raw vectors (when kept) and writes its k results.
+// Re-ranks a query's candidates with their re-rank copies (when kept) and writes its k results.
 void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_t k, int64_t* out_ids,
                             float* out_dist) const {
-  const size_t d = params_.dim;
+  const size_t rb = raw_row_bytes();
   const auto candidates = heap.take();
   // The candidates' rows and ids lie scattered in memory: request them all before the first
   // is needed, so that the misses overlap instead of queueing one after another.
@@ -216,13 +216,15 @@ void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_
     const Partition& part = partitions_[c.label >> 32];
     const size_t off = c.label & 0xFFFFFFFFu;
     __builtin_prefetch(part.ids() + off);
-    if (params_.with_raw_data) prefetch_bytes(part.raw_row(off, d), d * sizeof(float));
+    if (rb) prefetch_bytes(part.raw_row(off, rb), rb);
   }
+  thread_local RefineCodec::Query rq;  // kept across queries: no allocation per query
+  if (rb) refine_.prepare(q, params_.metric, rq);
   TopK<int64_t> best(k);
   for (const auto& c : candidates) {
     const Partition& part = partitions_[c.label >> 32];
     const size_t off = c.label & 0xFFFFFFFFu;
-    float dist = params_.with_raw_data ? internal_distance(params_.metric, q, part.raw_row(off, d), d) : c.distance;
+    const float dist = rb ? refine_.distance(rq, params_.metric, part.raw_row(off, rb)) : c.distance;
     best.push(dist, part.ids()[off]);
   }
   auto result = best.take_sorted();

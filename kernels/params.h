@@ -27,15 +27,28 @@ constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
 enum class Phase { kBuild, kSearch };
 
-// One declaration. T is the member's type: an arithmetic type, bool, or std::optional of
-// one when the default is derived from other fields or the data (`derived` says how).
+// How the re-rank copy of each vector is kept (with_raw_data): float32 as given, or int8 with
+// a per-dimension offset and scale (ScaNN's int8 reorder; Milvus's refine_type SQ8).
+enum class RefineType { kFP32, kSQ8 };
+
+// The names of an enum parameter's values, indexed by value: what users write.
+template <class E>
+struct EnumNames;
+template <>
+struct EnumNames<RefineType> {
+  static constexpr const char* names[] = {"FP32", "SQ8"};
+};
+
+// One declaration. T is the member's type: an arithmetic type, bool, an enum with
+// EnumNames, or std::optional of one when the default is derived from other fields or the
+// data (`derived` says how).
 template <class Config, class T>
 struct Param {
   T Config::*member;
   const char* name;
   Phase phase;
   T default_value;
-  double min, max;  // inclusive; bools have none
+  double min, max;  // inclusive; bools and enums have none
   const char* description;
   const char* derived = nullptr;  // set for std::optional members
 };
@@ -77,6 +90,7 @@ struct IvfConfig {
 struct ScannConfig : IvfConfig {
   size_t sub_dim;
   bool with_raw_data;
+  RefineType refine_type;
   bool by_residual;
   std::optional<double> anisotropic_threshold;
   bool anisotropic_codebooks;
@@ -92,7 +106,9 @@ struct ScannConfig : IvfConfig {
     v(Param<S, size_t>{&S::sub_dim, "sub_dim", b, 2, 1, 16,
                        "dimensions per PQ sub-space, one 4-bit code each (need not divide dim)"});
     v(Param<S, bool>{&S::with_raw_data, "with_raw_data", b, true, 0, 1,
-                     "keep the float32 vectors to re-rank the best reorder_k candidates exactly"});
+                     "keep a copy of the vectors to re-rank the best reorder_k candidates"});
+    v(Param<S, RefineType>{&S::refine_type, "refine_type", b, RefineType::kFP32, 0, 0,
+                           "the re-rank copy: FP32 exact, or SQ8 (int8 per dimension, about a quarter the memory)"});
     v(Param<S, bool>{&S::by_residual, "by_residual", b, true, 0, 1,
                      "codes approximate each vector's offset from its partition center; false: the vector"});
     v(Param<S, std::optional<double>>{&S::anisotropic_threshold, "anisotropic_threshold", b, std::nullopt, 0,
@@ -174,7 +190,7 @@ void check_ranges(const Config& c) {
   for_each_param<Config>([&c](const auto& p) {
     using T = std::decay_t<decltype(c.*(p.member))>;
     using V = value_of_t<T>;
-    if constexpr (!std::is_same_v<V, bool>) {
+    if constexpr (!std::is_same_v<V, bool> && !std::is_enum_v<V>) {
       const auto& held = c.*(p.member);
       V value;
       if constexpr (std::is_same_v<T, V>) {

@@ -2,12 +2,14 @@
 // params.h, so a new parameter needs no change here:
 //   u32   count
 //   then per parameter: u8 name length, the name, u8 kind, 8 bytes
-//   kind: 0 unset (a derived default not yet resolved), 1 integer (u64), 2 real (double), 3 bool (u64 0/1)
+//   kind: 0 unset (a derived default not yet resolved), 1 integer or enum value (u64),
+//         2 real (double), 3 bool (u64 0/1)
 // A name this build does not declare is an error (the file is newer); a declared name the
 // file lacks takes its default (the file is older than the parameter).
 #pragma once
 
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -30,7 +32,9 @@ constexpr Kind kind_of() {
 
 template <class V>
 uint64_t encode(V value) {
-  if constexpr (std::is_floating_point_v<V>) {
+  if constexpr (std::is_enum_v<V>) {
+    return static_cast<uint64_t>(value);
+  } else if constexpr (std::is_floating_point_v<V>) {
     const double d = value;
     uint64_t bits;
     std::memcpy(&bits, &d, 8);
@@ -48,6 +52,8 @@ V decode(uint64_t bits) {
     return static_cast<V>(d);
   } else if constexpr (std::is_same_v<V, bool>) {
     return bits != 0;
+  } else if constexpr (std::is_enum_v<V>) {
+    return static_cast<V>(bits);
   } else {
     return static_cast<V>(bits);
   }
@@ -105,6 +111,8 @@ void read_params(IndexFileReader& r, Config& c) {
       return;
     }
     if (e.kind != params_file::kind_of<V>()) r.fail(std::string("parameter ") + p.name + " has the wrong kind");
+    if constexpr (std::is_enum_v<V>)
+      if (e.bits >= std::size(EnumNames<V>::names)) r.fail(std::string("parameter ") + p.name + ": unknown value");
     c.*(p.member) = params_file::decode<V>(e.bits);
   });
   if (!entries.empty())

@@ -4,7 +4,7 @@
 
 namespace anisoscan {
 
-void Partition::view(const int64_t* ids, const uint8_t* codes, const float* raw, size_t n) {
+void Partition::view(const int64_t* ids, const uint8_t* codes, const uint8_t* raw, size_t n) {
   owned_ids_ = {};
   owned_codes_ = {};
   owned_raw_ = {};
@@ -15,11 +15,11 @@ void Partition::view(const int64_t* ids, const uint8_t* codes, const float* raw,
   mapped_ = true;
 }
 
-void Partition::own(const FastScanLayout& layout, size_t dim) {
+void Partition::own(const FastScanLayout& layout, size_t row_bytes) {
   if (!mapped_) return;
   owned_ids_.assign(ids_, ids_ + size_);
   owned_codes_.assign(codes_, codes_ + layout.bytes_for(size_));
-  if (raw_) owned_raw_.assign(raw_, raw_ + size_ * dim);
+  if (raw_) owned_raw_.assign(raw_, raw_ + size_ * row_bytes);
   mapped_ = false;
   refresh_views();
 }
@@ -30,40 +30,41 @@ void Partition::refresh_views() {
   raw_ = owned_raw_.empty() ? nullptr : owned_raw_.data();
 }
 
-void Partition::reserve(const FastScanLayout& layout, size_t total, size_t dim, bool with_raw) {
-  own(layout, dim);
+void Partition::reserve(const FastScanLayout& layout, size_t total, size_t row_bytes) {
+  own(layout, row_bytes);
   owned_ids_.reserve(total);
   owned_codes_.reserve(layout.bytes_for(total));
-  if (with_raw) owned_raw_.reserve(total * dim);
+  owned_raw_.reserve(total * row_bytes);
   refresh_views();
 }
 
-void Partition::append(const FastScanLayout& layout, int64_t id, const uint8_t* codes, const float* raw,
-                       size_t dim) {
-  own(layout, dim);
+void Partition::append(const FastScanLayout& layout, int64_t id, const uint8_t* codes, const uint8_t* raw,
+                       size_t row_bytes) {
+  own(layout, row_bytes);
   owned_ids_.push_back(id);
   owned_codes_.resize(layout.bytes_for(size_ + 1), 0);
   layout.pack(codes, 1, size_, owned_codes_.data());
-  if (raw) owned_raw_.insert(owned_raw_.end(), raw, raw + dim);
+  if (raw) owned_raw_.insert(owned_raw_.end(), raw, raw + row_bytes);
   ++size_;
   refresh_views();
 }
 
-void Partition::swap_remove(const FastScanLayout& layout, size_t i, size_t dim) {
-  own(layout, dim);
+void Partition::swap_remove(const FastScanLayout& layout, size_t i, size_t row_bytes) {
+  own(layout, row_bytes);
   const size_t last = size_ - 1;
   if (i != last) {
     owned_ids_[i] = owned_ids_[last];
     for (size_t s = 0; s < layout.num_subspaces; ++s)
       layout.set(owned_codes_.data(), i, s, layout.get(owned_codes_.data(), last, s));
     if (!owned_raw_.empty())
-      std::copy(owned_raw_.begin() + last * dim, owned_raw_.begin() + (last + 1) * dim, owned_raw_.begin() + i * dim);
+      std::copy(owned_raw_.begin() + last * row_bytes, owned_raw_.begin() + (last + 1) * row_bytes,
+                owned_raw_.begin() + i * row_bytes);
   }
   // Clear the vacated slot so padding codes stay zero, then drop it.
   for (size_t s = 0; s < layout.num_subspaces; ++s) layout.set(owned_codes_.data(), last, s, 0);
   owned_ids_.pop_back();
   owned_codes_.resize(layout.bytes_for(last));
-  if (!owned_raw_.empty()) owned_raw_.resize(last * dim);
+  if (!owned_raw_.empty()) owned_raw_.resize(last * row_bytes);
   size_ = last;
   refresh_views();
 }

@@ -159,3 +159,10 @@ def boolean(name: str, value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def choice(name: str, value: Any, choices: list[str]) -> str:
+    """One of `choices`, in any case (Milvus accepts "sq8" for "SQ8")."""
+    if isinstance(value, str) and value.strip().upper() in choices:
+        return value.strip().upper()
+    raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")

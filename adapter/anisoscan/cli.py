@@ -33,6 +33,13 @@ def lite(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_params(args: argparse.Namespace) -> int:
+    from . import params
+
+    sys.stdout.write(f"{params.markdown_table('build')}\n\n{params.markdown_table('search')}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="anisoscan", description=__doc__)
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                        prefix_chars="+", add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="a bench subcommand and its options")
     p.set_defaults(func=bench)
+    sub.add_parser("params", help="every index parameter: default, range, meaning (the README's tables)"
+                   ).set_defaults(func=show_params)
     m = sub.add_parser("lite", help="serve a Milvus Lite database, with anisoscan as its SCANN index, "
                                     "to any Milvus client (pymilvus, Attu, VectorDBBench, other SDKs)")
     m.add_argument("db", help="the database folder, the path MilvusClient(path) opens in-process")

@@ -24,10 +24,11 @@ class ParamSpec:
     """One parameter as the core declares it."""
 
     name: str
-    type: str  # "int", "float" or "bool"
+    type: str  # "int", "float", "bool" or "str" (one of `choices`)
     default: Any  # None: derived (see `derived`)
     min: float | None
     max: float | None  # None: unbounded
+    choices: list[str] | None
     phase: str  # "build" or "search"
     description: str
     derived: str | None  # how an unset default is resolved
@@ -38,6 +39,8 @@ class ParamSpec:
             return None
         if self.type == "bool":
             return v.boolean(self.name, value)
+        if self.type == "str":
+            return v.choice(self.name, value, self.choices or [])
         if self.type == "int":
             return v.positive_int(self.name, value, int(self.min), None if self.max is None else int(self.max))
         number = v.real_number(self.name, value, self.min)
@@ -53,7 +56,10 @@ class ParamSpec:
     def range_text(self) -> str:
         if self.type == "bool":
             return "true, false"
-        return f"[{self.min:g}, {'inf' if self.max is None else f'{self.max:g}'}]"
+        if self.choices:
+            return ", ".join(self.choices)
+        show = (lambda b: f"{int(b)}") if self.type == "int" else (lambda b: f"{b:g}")
+        return f"[{show(self.min)}, {'inf' if self.max is None else show(self.max)}]"
 
 
 SCHEMA: tuple[ParamSpec, ...] = tuple(ParamSpec(**d) for d in _core.param_schema())
@@ -62,7 +68,7 @@ SEARCH_PARAMS: dict[str, ParamSpec] = {s.name: s for s in SCHEMA if s.phase == "
 MAX_DIM: int = _core.MAX_DIM
 MAX_NLIST = int(BUILD_PARAMS["nlist"].max)  # nprobe is bounded by it too (and by the index's nlist)
 
-_PY_TYPES = {"int": int, "float": float, "bool": bool}
+_PY_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 def markdown_table(phase: str) -> str:
@@ -162,7 +168,3 @@ def _check_search_params(k: Any, nprobe: Any, reorder_k: Any, threads: Any, nlis
 
 # typed: 1, 1.0 and True are different keys, so a cached int never vouches for a bool.
 _checked_search_params = functools.lru_cache(maxsize=256, typed=True)(_check_search_params)
-
-
-if __name__ == "__main__":  # the README's tables: python -m anisoscan.params
-    print(markdown_table("build"), markdown_table("search"), sep="\n\n")
