@@ -120,6 +120,21 @@ void ProductQuantizer::set_codebooks(std::vector<float> codebooks) {
   derive_transposed();
 }
 
+namespace {
+
+// The lowest k holding the smallest of 16 values, without a branch per value: the minimum
+// first (vectorized), then where it first occurs. The same answer as a strict-less scan.
+template <class T>
+size_t first_minimum(const T (&v)[kCodewords]) {
+  T low = v[0];
+  for (size_t k = 1; k < kCodewords; ++k) low = std::min(low, v[k]);
+  size_t at = kCodewords;
+  for (size_t k = kCodewords; k-- > 0;) at = v[k] == low ? k : at;
+  return at;
+}
+
+}  // namespace
+
 // All 16 codewords of a sub-space at once, from the transposed codebooks.
 ANISOSCAN_MULTIVERSION
 void ProductQuantizer::nearest_codes(const float* y, uint8_t* codes) const {
@@ -130,10 +145,7 @@ void ProductQuantizer::nearest_codes(const float* y, uint8_t* codes) const {
       const float* c = coordinate_of_codewords(s, t);
       for (size_t k = 0; k < kCodewords; ++k) dist[k] += (yt - c[k]) * (yt - c[k]);
     }
-    uint8_t arg = 0;
-    for (size_t k = 1; k < kCodewords; ++k)
-      if (dist[k] < dist[arg]) arg = static_cast<uint8_t>(k);
-    codes[s] = arg;
+    codes[s] = static_cast<uint8_t>(first_minimum(dist));
   }
 }
 
@@ -174,21 +186,17 @@ void ProductQuantizer::refine_codes(const float* y, const float* u, double eta, 
           pr[k] += v * ut;
         }
       }
-      double best_loss = norm_sq + w * par * par;
-      size_t best_k = codes[s];
-      double best_sq = old_sq, best_par = old_par;
+      double loss[kCodewords];
       for (size_t k = 0; k < kCodewords; ++k) {
-        if (k == codes[s]) continue;
         const double p = base_par + pr[k];
-        const double loss = base_sq + sq[k] + w * p * p;
-        if (loss < best_loss) {
-          best_loss = loss;
-          best_k = k;
-          best_sq = sq[k];
-          best_par = pr[k];
-        }
+        loss[k] = base_sq + sq[k] + w * p * p;
       }
-      if (best_k != codes[s]) {
+      // The current code keeps its place on a tie: its loss is the running total, exactly.
+      const double current = norm_sq + w * par * par;
+      loss[codes[s]] = current;
+      const size_t best_k = first_minimum(loss);
+      if (loss[best_k] < current) {
+        const double best_sq = sq[best_k], best_par = pr[best_k];
         changed = true;
         codes[s] = static_cast<uint8_t>(best_k);
         for (size_t t = 0; t < ds; ++t) r[s * ds + t] = static_cast<double>(ys[t]) - codeword(s, best_k)[t];

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "distances.h"
+#include "multiversion.h"
 
 namespace anisoscan {
 
@@ -71,6 +72,7 @@ void RefineCodec::prepare(const float* q, Metric metric, Query& out) const {
   out.bias = static_cast<float>(bias);
 }
 
+ANISOSCAN_MULTIVERSION
 float RefineCodec::distance(const Query& query, Metric metric, const uint8_t* row) const {
   if (type_ == RefineType::kFP32) return internal_distance(metric, query.q, reinterpret_cast<const float*>(row), dim_);
   const float* w = query.weights.data();
