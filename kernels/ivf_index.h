@@ -97,6 +97,8 @@ class IvfIndex {
   float score_bias(float center_distance) const;
   void check_searchable(MatrixView<const float> queries, const SearchParams& sp) const;
   std::vector<std::pair<float, uint32_t>> rank_partitions(const float* q, size_t count) const;
+  // The same from a query's inner products with the centers (overwritten with distances).
+  std::vector<std::pair<float, uint32_t>> rank_by_products(float* products, size_t count) const;
   // Queries searched together: they share each pass over a partition's codes.
   static constexpr size_t kQueryBlock = 64;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,

@@ -83,13 +83,17 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
 }
 
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
-  const size_t nlist = params_.nlist, d = params_.dim;
+  std::unique_ptr<float[]> products(new float[panel_count(params_.nlist) * kPanelRows]);  // all written
+  inner_products_panels({q, 1, params_.dim}, center_panels_.data(), params_.nlist, products.get());
+  return rank_by_products(products.get(), count);
+}
+
+std::vector<std::pair<float, uint32_t>> IvfIndex::rank_by_products(float* products, size_t count) const {
+  const size_t nlist = params_.nlist;
   const bool l2 = params_.metric == Metric::kL2;
-  std::unique_ptr<float[]> dist(new float[panel_count(nlist) * kPanelRows]);  // no zeroing: all written
-  inner_products_panels({q, 1, d}, center_panels_.data(), nlist, dist.get());
   for (size_t c = 0; c < nlist; ++c)  // L2 up to the constant ||q||^2, which the L2 tables add back
-    dist[c] = l2 ? center_norms_[c] - 2.f * dist[c] : -dist[c];
-  return smallest_k(dist.get(), nlist, count);
+    products[c] = l2 ? center_norms_[c] - 2.f * products[c] : -products[c];
+  return smallest_k(products, nlist, count);
 }
 
 void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, const IdFilter& filter, int64_t* ids,
@@ -139,8 +143,14 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   };
   std::vector<Visit> visits;
   visits.reserve(nq * sp.nprobe);
+  // The block's inner products with every center in one blocked product: the centers stream
+  // from memory once per block rather than once per query. Each row's sums are the ones a
+  // single query gets (the same operations in the same order).
+  const size_t stride = panel_count(params_.nlist) * kPanelRows;
+  std::unique_ptr<float[]> products(new float[nq * stride]);
+  inner_products_panels(q, center_panels_.data(), params_.nlist, products.get());
   for (size_t i = 0; i < nq; ++i) {
-    const auto order = rank_partitions(q.row(i), sp.nprobe);
+    const auto order = rank_by_products(products.get() + i * stride, sp.nprobe);
     for (uint32_t r = 0; r < order.size(); ++r) {
       const uint32_t p = order[r].second;
       if (partitions_[p].size() == 0 || (passes && passes->allowed_in(p) == 0)) continue;
