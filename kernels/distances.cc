@@ -37,6 +37,11 @@ std::vector<float> to_panels(MatrixView<const float> y) {
   return panels;
 }
 
+void panel_row(const float* panels, size_t d, size_t r, float* out) {
+  const float* panel = panels + (r / kPanelRows) * kPanelRows * d;
+  for (size_t t = 0; t < d; ++t) out[t] = panel[t * kPanelRows + r % kPanelRows];
+}
+
 // R rows of x against one panel: R x kPanelRows sums held in registers across all of d.
 // Always inlined, so that each multi-versioned caller compiles it for its own ISA.
 template <size_t R>
@@ -112,18 +117,22 @@ static int32_t nearest_center(float* __restrict ip, const float* __restrict cent
 
 void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, bool spherical,
                     int32_t* assignment, float* distance, int threads) {
-  std::vector<float> center_norms = row_norms_sq(centers);
-  const std::vector<float> panels = to_panels(centers);
-  const size_t stride = panel_count(centers.rows) * kPanelRows;
+  assign_nearest_panels(x, to_panels(centers).data(), row_norms_sq(centers).data(), centers.rows, spherical,
+                        assignment, distance, threads);
+}
+
+void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_norms,
+                           size_t ncenters, bool spherical, int32_t* assignment, float* distance, int threads) {
+  const size_t stride = panel_count(ncenters) * kPanelRows;
   constexpr size_t kBatch = 32;  // rows per pass: their inner products stay in L2
   parallel_for(x.rows, threads, kBatch, [&](size_t begin, size_t end, int) {
     std::vector<float> ip(kBatch * stride);
     for (size_t b = begin; b < end; b += kBatch) {
       size_t nb = std::min(kBatch, end - b);
-      inner_products_panels({x.row(b), nb, x.cols}, panels.data(), centers.rows, ip.data());
+      inner_products_panels({x.row(b), nb, x.cols}, panels, ncenters, ip.data());
       for (size_t i = 0; i < nb; ++i) {
         float best;
-        assignment[b + i] = nearest_center(ip.data() + i * stride, center_norms.data(), centers.rows, spherical, best);
+        assignment[b + i] = nearest_center(ip.data() + i * stride, center_norms, ncenters, spherical, best);
         if (distance) {
           const float* xi = x.row(b + i);
           distance[b + i] = spherical ? best : std::max(0.f, best + dot(xi, xi, x.cols));

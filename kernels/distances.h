@@ -27,6 +27,8 @@ inline float internal_distance(Metric metric, const float* q, const float* x, si
 constexpr size_t kPanelRows = 64;
 inline size_t panel_count(size_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }
 std::vector<float> to_panels(MatrixView<const float> y);
+// Row r (of d values) of rows stored as panels.
+void panel_row(const float* panels, size_t d, size_t r, float* out);
 
 // out[i * stride + j] = <x_i, y_j> for the panels of ny rows y, where stride (the room per
 // row of out) is panel_count(ny) * kPanelRows.
@@ -42,5 +44,8 @@ void normalize_rows(MatrixView<float> x);
 // inner product when `spherical`. Optionally writes the internal distance too.
 void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, bool spherical,
                     int32_t* assignment, float* distance, int threads);
+// The same for centers held as panels (to_panels), with their squared norms.
+void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_norms,
+                           size_t ncenters, bool spherical, int32_t* assignment, float* distance, int threads);
 
 }  // namespace anisoscan

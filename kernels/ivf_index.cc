@@ -112,7 +112,8 @@ void IvfIndex::train(MatrixView<const float> x) {
 
   std::vector<int32_t> assign(ns);
   assign_nearest(sv, {centers.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
-  std::vector<float> targets = code_targets(sv, centers, assign.data());
+  std::vector<float> targets =
+      code_targets(sv, assign.data(), [&centers, d](size_t p, float*) { return centers.data() + p * d; });
   const double threshold = params_.anisotropic_threshold.value_or(l2_default_threshold(mean_norm(sv)));
   PQTrainParams pq_params = pq_train_params(params_);
   pq_params.anisotropic_threshold = threshold;
@@ -123,8 +124,7 @@ void IvfIndex::train(MatrixView<const float> x) {
 
   std::unique_lock lock(*mutex_);
   params_.anisotropic_threshold = threshold;
-  centers_ = std::move(centers);
-  derive_center_tables();
+  set_centers(centers);
   pq_ = std::move(pq);
   refine_ = std::move(refine);
   partitions_.assign(params_.nlist, Partition{});
@@ -143,9 +143,12 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<float> xp = prepare(x);
   MatrixView<const float> xv{xp.data(), n, d};
   std::vector<int32_t> assign(n);
-  assign_nearest(xv, {centers_.data(), params_.nlist, d}, params_.metric != Metric::kL2, assign.data(), nullptr,
-                 params_.threads);
-  std::vector<float> targets = code_targets(xv, centers_, assign.data());
+  assign_nearest_panels(xv, center_panels_.data(), center_norms_.data(), params_.nlist, params_.metric != Metric::kL2,
+                        assign.data(), nullptr, params_.threads);
+  std::vector<float> targets = code_targets(xv, assign.data(), [this](size_t p, float* buffer) {
+    center_row(p, buffer);
+    return buffer;
+  });
   std::vector<uint8_t> codes(n * m);
   pq_.encode({targets.data(), n, d}, xv, pq_train_params(params_), codes.data());
   const size_t rb = raw_row_bytes();
@@ -183,15 +186,20 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   }
 }
 
-std::vector<float> IvfIndex::code_targets(MatrixView<const float> x, const std::vector<float>& centers,
-                                          const int32_t* assign) const {
+template <class Center>
+std::vector<float> IvfIndex::code_targets(MatrixView<const float> x, const int32_t* assign, Center center) const {
   const size_t d = x.cols;
   std::vector<float> targets(x.data, x.data + x.rows * d);
-  if (params_.by_residual)
-    for (size_t i = 0; i < x.rows; ++i)
-      for (size_t t = 0; t < d; ++t) targets[i * d + t] -= centers[assign[i] * d + t];
+  if (!params_.by_residual) return targets;
+  std::vector<float> buffer(d);
+  for (size_t i = 0; i < x.rows; ++i) {
+    const float* c = center(static_cast<size_t>(assign[i]), buffer.data());
+    for (size_t t = 0; t < d; ++t) targets[i * d + t] -= c[t];
+  }
   return targets;
 }
+
+void IvfIndex::center_row(size_t p, float* out) const { panel_row(center_panels_.data(), params_.dim, p, out); }
 
 float IvfIndex::score_bias(float center_distance) const {
   return params_.by_residual && params_.metric != Metric::kL2 ? center_distance : 0.f;
@@ -277,16 +285,16 @@ void IvfIndex::get_vectors(Span<const int64_t> ids, float* out) const {
     refine_.decode(partitions_[where[i].partition].raw_row(where[i].offset, rb), out + i * d);
 }
 
-void IvfIndex::derive_center_tables() {
-  const size_t d = params_.dim, nlist = params_.nlist;
-  center_panels_ = to_panels({centers_.data(), nlist, d});
-  center_norms_ = row_norms_sq({centers_.data(), nlist, d});
+void IvfIndex::set_centers(const std::vector<float>& centers) {
+  const MatrixView<const float> rows{centers.data(), params_.nlist, params_.dim};
+  center_panels_ = to_panels(rows);
+  center_norms_ = row_norms_sq(rows);
 }
 
 size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(*mutex_);
   size_t bytes = sizeof(*this) +
-                 (centers_.capacity() + center_panels_.capacity() + center_norms_.capacity()) * sizeof(float) +
+                 (center_panels_.capacity() + center_norms_.capacity()) * sizeof(float) +
                  (pq_.codebooks().capacity() + refine_.lo().capacity() + refine_.scale().capacity()) * sizeof(float) +
                  partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
@@ -306,7 +314,9 @@ void IvfIndex::save(const std::string& path) const {
   write_params<ScannConfig>(w, ip);
   w.put<uint8_t>(trained_);
   if (trained_) {
-    w.put_array(centers_.data(), centers_.size());
+    std::vector<float> centers(ip.nlist * ip.dim);
+    for (size_t p = 0; p < ip.nlist; ++p) center_row(p, centers.data() + p * ip.dim);
+    w.put_array(centers.data(), centers.size());
     w.put_array(pq_.codebooks().data(), pq_.codebooks().size());
     const bool sq8 = ip.refine_type == RefineType::kSQ8;
     if (sq8) {
@@ -366,8 +376,7 @@ IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum
   index->trained_ = r.get<uint8_t>();
   if (index->trained_) {
     const size_t d = ip.dim;
-    index->centers_ = r.copy_array<float>(ip.nlist * d);
-    index->derive_center_tables();
+    index->set_centers(r.copy_array<float>(ip.nlist * d));
     index->pq_.set_codebooks(r.copy_array<float>(index->pq_.codebooks().size()));
     const bool sq8 = ip.refine_type == RefineType::kSQ8;
     if (sq8) {

@@ -88,8 +88,11 @@ class IvfIndex {
   size_t raw_row_bytes() const { return params_.with_raw_data ? refine_.row_bytes() : 0; }
   std::vector<float> prepare(MatrixView<const float> x) const;
   // What the codes approximate: each row minus its partition's center, or the row (by_residual).
-  std::vector<float> code_targets(MatrixView<const float> x, const std::vector<float>& centers,
-                                  const int32_t* assign) const;
+  // center(p, buffer) returns partition p's center (written to buffer or held elsewhere).
+  template <class Center>
+  std::vector<float> code_targets(MatrixView<const float> x, const int32_t* assign, Center center) const;
+  // Partition p's center, from the panels (the one copy kept).
+  void center_row(size_t p, float* out) const;
   // Whether each searched partition needs its own lookup table (L2 with residual codes).
   bool tables_per_partition() const { return params_.metric == Metric::kL2 && params_.by_residual; }
   // What a partition adds to its codes' scores: <q, c> for IP/COSINE residual codes; L2
@@ -111,15 +114,14 @@ class IvfIndex {
   // file never pays for it unless it is changed). Callers hold mutex_, shared or unique.
   const IdMap& id_map() const;
   void remove_locked(Span<const int64_t> ids);
-  // Derived from centers_ (not stored in files): panels and squared norms for scoring all
-  // partitions of a query at once.
-  void derive_center_tables();
+  // Keeps the centers [nlist, dim] as panels with their squared norms: the one copy, laid out
+  // for scoring all partitions of a query at once.
+  void set_centers(const std::vector<float>& centers);
 
   IndexParams params_;
   ProductQuantizer pq_;
   FastScanLayout layout_;
   RefineCodec refine_;
-  std::vector<float> centers_;       // [nlist, dim]
   std::vector<float> center_panels_;  // centers as panels (distances.h)
   std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;

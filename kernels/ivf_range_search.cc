@@ -61,6 +61,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
     PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
     RefineCodec::Query rq;
+    std::vector<float> center(d);
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.data() + qi * d;
       auto& out = hits[qi];
@@ -75,7 +76,10 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
             if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
           }
         } else if (part.size() > 0) {
-          if (tables_per_partition()) table.build(q, true, centers_.data() + p * d);
+          if (tables_per_partition()) {
+            center_row(p, center.data());
+            table.build(q, true, center.data());
+          }
           const float bias = score_bias(center_distance);
           RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, p, passes.get());
           kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);

@@ -169,6 +169,7 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   constexpr size_t kPass = FastScanKernel::kQueriesPerPass;
   std::vector<TopKSink<Passes>> sinks;
   sinks.reserve(kPass);
+  std::vector<float> center(per_partition ? params_.dim : 0);
   auto scan = [&](const Visit* v, size_t count) {
     const uint32_t p = v->partition;
     const Partition& part = partitions_[p];
@@ -176,9 +177,10 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     uint32_t limits[kPass];
     ScanSink* sink_ptrs[kPass];
     sinks.clear();
+    if (per_partition) center_row(p, center.data());
     for (size_t j = 0; j < count; ++j) {
       PreparedTable& table = tables[per_partition ? j : v[j].query];
-      if (per_partition) table.build(q.row(v[j].query), true, centers_.data() + p * params_.dim);
+      if (per_partition) table.build(q.row(v[j].query), true, center.data());
       const float bias = score_bias(v[j].center_distance);
       sinks.emplace_back(heaps[v[j].query], table.lut(), bias, p, passes);
       luts[j] = table.prepared();
