@@ -24,11 +24,10 @@ import numpy as np
 from .. import _validation as v
 from ..index import Index
 from ..node.client import Client
-from ..params import IndexParams, checked_search_params
+from ..params import IndexParams
+from .conventions import FLOAT_VECTOR, PRIMARY_KEY_TYPES, SCANN_SEARCH_KEYS, check_metric, scann_search_options
 
 log = logging.getLogger(__name__)
-
-INT64, VARCHAR, FLOAT_VECTOR = 5, 21, 101  # pymilvus DataType values
 
 
 def key_id(pk: Any) -> int:
@@ -104,7 +103,7 @@ class CollectionInfo:
         vec = fields[anns_field]
         if int(vec["type"]) != FLOAT_VECTOR:
             raise ValueError(f"anns_field: {anns_field!r} is not a FLOAT_VECTOR field")
-        if int(pk["type"]) not in (INT64, VARCHAR):
+        if int(pk["type"]) not in PRIMARY_KEY_TYPES:
             raise ValueError(f"primary key {pk['name']!r} must be INT64 or VARCHAR")
         return cls(collection, pk["name"], int(pk["type"]), anns_field, int(vec["params"]["dim"]), sorted(fields))
 
@@ -220,17 +219,13 @@ class AttachedIndex:
 
     def _search_options(self, search_params: dict[str, Any], limit: int) -> dict[str, int]:
         params = dict(search_params)
-        metric = params.pop("metric_type", None)
-        if metric is not None and str(metric).upper() != self.params.metric:
-            raise ValueError(f"metric type not match: invalid parameter[expected={self.params.metric}]"
-                             f"[actual={metric}]")
+        check_metric(self.params.metric, params.pop("metric_type", None))
         nested = params.pop("params", {}) or {}
         merged = {**params, **nested}
-        unknown = sorted(set(merged) - {"nprobe", "reorder_k"})
+        unknown = sorted(set(merged) - set(SCANN_SEARCH_KEYS))
         if unknown:
             raise ValueError(f"search_params: unknown key(s) {unknown}; SCANN takes nprobe and reorder_k")
-        checked = checked_search_params(limit, merged.get("nprobe"), merged.get("reorder_k"), 0, self.params.nlist)
-        return {key: getattr(checked, key) for key in merged}
+        return scann_search_options(merged, limit, self.params.nlist)
 
     def _resolve_filter(self, expr: str) -> np.ndarray:
         """The index ids of the rows matching a Milvus boolean expression."""
