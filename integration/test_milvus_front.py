@@ -275,13 +275,18 @@ def test_dead_upstream_is_reported_quickly(tmp_path):
         dead.stop()
 
 
+def restart(front: FrontServer, milvus_uri: str) -> None:
+    """Stops the front and starts it again on its data dir and port; the module's fixture keeps the new one."""
+    front.stop()
+    again = FrontServer.start(Settings(milvus_uri, front.settings.data_dir, port=front.port))
+    front.__dict__.update(again.__dict__)
+
+
 def test_front_restart_keeps_index_and_writes(front, str_served):
     s = str_served
     q = s.data.queries.tolist()
     before = hits_of(s.client.search(s.name, data=q, limit=10, search_params=APPROX))
-    front.stop()
-    again = FrontServer.start(Settings(front.settings.milvus, front.settings.data_dir, port=front.port))
-    front.__dict__.update(again.__dict__)  # the module's fixture now holds the restarted front
+    restart(front, front.settings.milvus)
     client = connect(front)
     assert client.describe_index(s.name, "vector")["state"] == "Finished"
     assert hits_of(client.search(s.name, data=q, limit=10, search_params=APPROX)) == before
@@ -302,3 +307,30 @@ def test_drop_index_and_collection(front):
     node_name = s.node_name
     s.client.drop_collection(s.name)
     assert node_name not in front.node.names() and s.name not in s.client.list_collections()
+
+
+def test_upstream_restart_loses_nothing(front, milvus_server, int_served):
+    """Milvus killed and started again on its data: the front reconnects and serves the same answers."""
+    s = int_served
+    q = s.data.queries.tolist()
+    before, rows = hits_of(s.client.search(s.name, data=q, limit=10, search_params=APPROX)), s.count()
+    milvus_server.stop()  # terminate, then kill after 1 s
+    try:
+        # The index alone answers a plain search; anything needing the upstream says it is down.
+        assert hits_of(s.client.search(s.name, data=q, limit=10, search_params=APPROX)) == before
+        start = time.monotonic()
+        expect_status(2, "upstream Milvus at .* is unavailable", s.client.search, s.name, data=q, limit=10,
+                      search_params=APPROX, filter="bucket == 9")
+        assert time.monotonic() - start < 10
+    finally:
+        milvus_server.start()
+    # The PyPI server comes back on a new port (its old one is in TIME_WAIT): point the front at it.
+    restart(front, f"http://127.0.0.1:{milvus_server.listen_port}")
+    client = connect(front)
+    client.load_collection(s.name)
+    assert hits_of(client.search(s.name, data=q, limit=10, search_params=APPROX)) == before
+    assert client.query(s.name, filter="", output_fields=["count(*)"])[0]["count(*)"] == rows
+    extra = make_clustered(3, DIM, n_queries=1, metric="IP", seed=21).base
+    client.insert(s.name, make_rows("int64", extra, 2 * N_INT))
+    assert hits_of(client.search(s.name, data=extra.tolist(), limit=1, search_params=APPROX))[0] == \
+        [[k] for k in keys_of("int64", range(2 * N_INT, 2 * N_INT + 3))]

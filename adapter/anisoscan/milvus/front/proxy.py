@@ -79,8 +79,10 @@ class Upstream:
     @classmethod
     def connect(cls, uri: str, timeout: float, max_message_bytes: int) -> Upstream:
         target = uri.split("://", 1)[-1].rstrip("/")
+        # Reconnect within a second of an upstream restart (gRPC's default backoff grows to 2 minutes).
         options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes)]
+                   ("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
         return cls(target, grpc.insecure_channel(target, options=options), timeout)
 
     def unavailable(self, e: grpc.RpcError) -> MilvusError:
