@@ -8,6 +8,7 @@ scores of the node queried directly.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 
@@ -17,6 +18,7 @@ from anisoscan.datasets import make_clustered
 from anisoscan.metrics import recall_at_k
 from anisoscan.milvus.front import FrontServer, Settings
 from anisoscan.milvus.front.owned import UPSTREAM_BELOW_FRACTION
+from anisoscan.milvus.front.reconcile import DIGEST_RANGES_PER_ROUND, RANGE_ROWS, Repair
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 from server_process import free_port
@@ -66,7 +68,9 @@ def create_scann(client: MilvusClient, name: str, metric: str, nlist: int, **kwa
 
 @pytest.fixture(scope="module")
 def front(milvus_server_uri, tmp_path_factory):
-    server = FrontServer.start(Settings(milvus_server_uri, tmp_path_factory.mktemp("front"), port=0))
+    # Reconciliation rounds run when a test calls them, so that what each round repairs is known.
+    server = FrontServer.start(Settings(milvus_server_uri, tmp_path_factory.mktemp("front"), port=0,
+                                        reconcile_interval_s=0))
     yield server
     server.stop()
 
@@ -275,10 +279,32 @@ def test_dead_upstream_is_reported_quickly(tmp_path):
         dead.stop()
 
 
+def test_writes_that_bypass_the_front_are_reconciled(front, milvus_server_uri, str_served):
+    s = str_served
+    direct = MilvusClient(milvus_server_uri)  # a second writer, straight to the upstream
+    new = make_clustered(20, DIM, n_queries=1, metric="L2", seed=31).base
+    direct.insert(s.name, make_rows("varchar", new, 3 * N_STR))
+    gone = keys_of("varchar", range(1010, 1020))  # all present: none was deleted by an earlier test
+    direct.delete(s.name, ids=gone)
+    moved = make_rows("varchar", s.data.base[2000:2003] + 5, 2000)  # same keys, new vectors: counts unchanged
+    direct.upsert(s.name, moved)
+    ranges = len(front.store.range_starts(s.node_name, RANGE_ROWS)) + 1
+    repaired = [front.reconciler.round() for _ in range(math.ceil(ranges / DIGEST_RANGES_PER_ROUND) + 1)]
+    assert sum(r.deleted for r in repaired) == len(gone)
+    assert sum(r.upserted for r in repaired) == len(new) + len(moved)
+    assert front.reconciler.round() == Repair(0, 0)
+    found = hits_of(s.client.search(s.name, data=np.concatenate([new, s.data.base[2000:2003] + 5]).tolist(),
+                                    limit=1, search_params=APPROX))[0]
+    assert found == [[k] for k in keys_of("varchar", range(3 * N_STR, 3 * N_STR + 20))] + [[r["pk"]] for r in moved]
+    res = s.client.search(s.name, data=s.data.base[1010:1020].tolist(), limit=3, search_params=APPROX)
+    assert not {h["id"] for row in res for h in row} & set(gone)
+    assert front.node.describe(s.node_name).num_rows == s.count()
+
+
 def restart(front: FrontServer, milvus_uri: str) -> None:
     """Stops the front and starts it again on its data dir and port; the module's fixture keeps the new one."""
     front.stop()
-    again = FrontServer.start(Settings(milvus_uri, front.settings.data_dir, port=front.port))
+    again = FrontServer.start(Settings(milvus_uri, front.settings.data_dir, port=front.port, reconcile_interval_s=0))
     front.__dict__.update(again.__dict__)
 
 

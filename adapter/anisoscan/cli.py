@@ -42,7 +42,8 @@ def front(args: argparse.Namespace) -> int:
 
     quiet_library_logs()
     serve(Settings(args.milvus, Path(args.data_dir), args.host, args.port, args.upstream_timeout,
-                   tuple(args.index_type) if args.index_type else Settings.index_types, args.max_message_mb))
+                   tuple(args.index_type) if args.index_type else Settings.index_types, args.max_message_mb,
+                   reconcile_interval_s=args.reconcile_interval))
     return 0
 
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--index-type", action="append", default=None,
                    help="index_type names the front serves; repeat for several (default: SCANN)")
     f.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message either way (default 256)")
+    f.add_argument("--reconcile-interval", type=float, default=30.0,
+                   help="seconds between rounds catching writes that bypass the front (default 30; 0: off)")
     f.set_defaults(func=front)
     s = sub.add_parser("serve", help="run the gRPC IndexNode server")
     s.add_argument("--data-dir", required=True, help="where indexes live; reloaded on restart")

@@ -25,7 +25,14 @@ from .. import _validation as v
 from ..index import Index
 from ..node.client import Client
 from ..params import IndexParams
-from .conventions import FLOAT_VECTOR, PRIMARY_KEY_TYPES, SCANN_SEARCH_KEYS, check_metric, scann_search_options
+from .conventions import (
+    FLOAT_VECTOR,
+    PRIMARY_KEY_TYPES,
+    SCANN_SEARCH_KEYS,
+    check_metric,
+    scann_search_options,
+    vector_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +42,6 @@ def key_id(pk: Any) -> int:
     raw = (b"i" + int(pk).to_bytes(8, "little", signed=True)) if isinstance(pk, (int, np.integer)) \
         else b"s" + str(pk).encode()
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 1
-
-
-def _digest(vector: np.ndarray) -> int:
-    return int.from_bytes(hashlib.blake2b(vector.tobytes(), digest_size=8).digest(), "little")
 
 
 class Backend(Protocol):
@@ -158,7 +161,7 @@ class AttachedIndex:
                 new_rows, changed_rows = [], []
                 for row, (pk, i) in enumerate(zip(pks, ids.tolist())):
                     seen.add(i)
-                    digest = _digest(vectors[row])
+                    digest = vector_digest(vectors[row])
                     old = self._digests.get(i)
                     if old is None:
                         new_rows.append(row)
@@ -273,7 +276,7 @@ def attach(mc: Any, collection_name: str, anns_field: str = "vector", index_para
     for pks, vectors in _export(mc, info, batch_size, progress):
         ids = np.fromiter((key_id(pk) for pk in pks), np.int64, len(pks))
         for pk, i, vec in zip(pks, ids.tolist(), vectors):
-            keys[i], digests[i] = pk, _digest(vec)
+            keys[i], digests[i] = pk, vector_digest(vec)
         id_parts.append(ids)
         vector_parts.append(vectors)
     if not vector_parts:

@@ -1,13 +1,17 @@
 """Milvus conventions that every anisoscan path to a Milvus server shares (attach, front).
 
 One place for: the schema's data type numbers, the metric check and its Milvus wording,
-and how a Milvus search's params become SCANN's nprobe and reorder_k.
+how a Milvus search's params become SCANN's nprobe and reorder_k, and the digest that
+tells whether a stored vector still equals the collection's.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from ..params import checked_search_params
 
@@ -30,3 +34,9 @@ def scann_search_options(params: Mapping[str, Any], limit: int, nlist: int) -> d
     """
     checked = checked_search_params(limit, params.get("nprobe"), params.get("reorder_k"), 0, nlist)
     return {key: getattr(checked, key) for key in SCANN_SEARCH_KEYS if key in params}
+
+
+def vector_digest(vector: np.ndarray) -> int:
+    """A stable 63-bit digest of a float32 vector's bytes (non-negative: it fits SQLite's INTEGER)."""
+    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(vector, np.float32).tobytes(), digest_size=8).digest(),
+                          "little") >> 1

@@ -6,6 +6,7 @@ as SCANN are served by anisoscan.
 - translate.py: Milvus protobuf messages <-> numpy arrays and values;
 - sync.py: the build (one export) and the application of writes, in the upstream's order;
 - store.py: the front's durable state (served fields, primary key <-> id maps);
+- reconcile.py: catching writes that bypass the front, per key range;
 - server.py: start, stop, serve.
 """
 

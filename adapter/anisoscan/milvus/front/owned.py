@@ -121,6 +121,10 @@ class Front:
                 state = self._collections[(db, name)] = CollectionState(db, name)
             return state
 
+    def collections(self) -> list[CollectionState]:
+        with self._lock:
+            return list(self._collections.values())
+
     def records(self) -> list[FieldRecord]:
         with self._lock:
             return [s.record for c in self._collections.values() for s in c.fields.values()]

@@ -15,6 +15,7 @@ from ...node import IndexNode
 from ...params import INDEX_TYPE
 from .owned import Front
 from .proxy import FrontHandler, Upstream
+from .reconcile import Reconciler
 from .store import FrontStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Settings:
     index_types: tuple[str, ...] = (INDEX_TYPE,)
     max_message_mb: int = 256
     workers: int = 32
+    reconcile_interval_s: float = 30.0  # 0: no reconciliation of writes that bypass the front
 
 
 @dataclass
@@ -41,6 +43,7 @@ class FrontServer:
     upstream: Upstream
     node: IndexNode
     store: FrontStore
+    reconciler: Reconciler
 
     @classmethod
     def start(cls, settings: Settings) -> FrontServer:
@@ -55,11 +58,15 @@ class FrontServer:
                                       ("grpc.max_receive_message_length", max_bytes)])
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         server.start()
+        reconciler = Reconciler(front.syncer, front.collections)
+        if settings.reconcile_interval_s > 0:
+            reconciler.start(settings.reconcile_interval_s)
         log.info("anisoscan front on %s:%d in front of Milvus at %s (data in %s)", settings.host, port,
                  upstream.target, settings.data_dir)
-        return cls(settings, server, port, front, upstream, node, store)
+        return cls(settings, server, port, front, upstream, node, store, reconciler)
 
     def stop(self, grace: float = 2.0) -> None:
+        self.reconciler.stop()
         self.server.stop(grace).wait()
         self.node.close()
         self.store.close()

@@ -6,6 +6,11 @@ int64 (negatives included) or varchar. Each field therefore gives its keys seque
 assigned once and kept across restarts; a deleted key keeps its id, so a re-insert reuses it.
 The map is committed before the node logs a write that uses it, so a crash between the two
 leaves at most an unused id, never a write whose key cannot be found.
+
+Each key also records the digest of the vector the index holds for it (NULL: not in the
+index), written after the node applies a write. Reconciliation compares these with the
+upstream's rows per key range; a crash between the node's write and the digest's shows up
+there as a difference and is repaired.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ CREATE TABLE IF NOT EXISTS fields (
     index_name TEXT NOT NULL, metric TEXT NOT NULL, dim INTEGER NOT NULL, params TEXT NOT NULL,
     pk_field TEXT NOT NULL, pk_type INTEGER NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL,
     next_id INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS keys (node_name TEXT NOT NULL, key NOT NULL, id INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS keys (node_name TEXT NOT NULL, key NOT NULL, id INTEGER NOT NULL, digest INTEGER,
     PRIMARY KEY (node_name, key)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS keys_by_id ON keys (node_name, id);
 """
@@ -110,7 +115,7 @@ class FrontStore:
                     (start,) = self._db.execute("SELECT next_id FROM fields WHERE node_name = ?",
                                                 (node_name,)).fetchone()
                     assigned = dict(zip(new, range(start, start + len(new))))
-                    self._db.executemany("INSERT INTO keys VALUES (?, ?, ?)",
+                    self._db.executemany("INSERT INTO keys VALUES (?, ?, ?, NULL)",
                                          ((node_name, k, i) for k, i in assigned.items()))
                     self._db.execute("UPDATE fields SET next_id = ? WHERE node_name = ?",
                                      (start + len(new), node_name))
@@ -127,6 +132,30 @@ class FrontStore:
                     f"SELECT id, key FROM keys WHERE node_name = ? AND id IN ({', '.join('?' * len(chunk))})",
                     (node_name, *chunk)).fetchall())
         return out
+
+    def set_digests(self, node_name: str, ids: Sequence[int], digests: Sequence[int | None]) -> None:
+        """Records what the index now holds for these ids (None: nothing)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE keys SET digest = ? WHERE node_name = ? AND id = ?",
+                                 ((d, node_name, int(i)) for i, d in zip(ids, digests)))
+
+    def range_starts(self, node_name: str, rows: int) -> list[Any]:
+        """Keys cutting the indexed keys, in order, into ranges of `rows` (the first range starts at -inf)."""
+        with self._lock:
+            return [k for (k,) in self._db.execute(
+                "SELECT key FROM (SELECT key, ROW_NUMBER() OVER (ORDER BY key) AS n FROM keys "
+                "WHERE node_name = ? AND digest IS NOT NULL) WHERE n % ? = 1 AND n > 1", (node_name, rows))]
+
+    def range_rows(self, node_name: str, low: Any, high: Any) -> dict[Any, int]:
+        """key -> digest of the indexed keys in [low, high) (None: unbounded)."""
+        sql, args = "SELECT key, digest FROM keys WHERE node_name = ? AND digest IS NOT NULL", [node_name]
+        if low is not None:
+            sql, args = sql + " AND key >= ?", [*args, low]
+        if high is not None:
+            sql, args = sql + " AND key < ?", [*args, high]
+        with self._lock:
+            return dict(self._db.execute(sql, args).fetchall())
 
     def _lookup(self, node_name: str, keys: Sequence[Any]) -> dict[Any, int]:
         found: dict[Any, int] = {}

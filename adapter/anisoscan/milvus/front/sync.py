@@ -27,6 +27,7 @@ from ...node import IndexNode
 from ...node.store import FAILED as NODE_FAILED
 from ...node.store import IN_PROGRESS as NODE_IN_PROGRESS
 from ...params import INDEX_TYPE, IndexParams
+from ..conventions import vector_digest
 from . import translate as t
 from .errors import check
 from .proxy import Metadata, Upstream
@@ -119,9 +120,10 @@ class Syncer:
             if state.state == NODE_FAILED:
                 raise RuntimeError(state.error)
             self.node.load(rec.node_name)
+            self.store.set_digests(rec.node_name, ids.tolist(), [vector_digest(v) for v in vectors])
             with collection.lock:
                 for write in served.pending or ():
-                    self._apply_one(served, write)
+                    self.apply_to(served, write)
                 served.pending = None
                 self.store.set_state(rec.node_name, FINISHED)
                 rec.state = FINISHED
@@ -179,13 +181,14 @@ class Syncer:
                 served.pending.append(write)
             elif served.record.state == FINISHED:
                 try:
-                    self._apply_one(served, write)
+                    self.apply_to(served, write)
                 except Exception as e:  # noqa: BLE001 - the upstream has the write; the index cannot follow
                     log.exception("%s.%s: write not applied", served.record.collection, served.record.field)
                     self.fail(served, f"a write could not be applied to the SCANN index ({e}); "
                                       "drop the index and create it again")
 
-    def _apply_one(self, served: ServedField, write: Write) -> None:
+    def apply_to(self, served: ServedField, write: Write) -> None:
+        """One field's part of a write: the node first, then the digests that record what it holds."""
         rec = served.record
         if write.vectors is None:
             ids = self.store.ids(rec.node_name, write.keys, assign=False)
@@ -194,6 +197,7 @@ class Syncer:
                 ids = ids[self.node.contains(rec.node_name, ids)]
             if ids.size:
                 self.node.delete(rec.node_name, ids)
+                self.store.set_digests(rec.node_name, ids.tolist(), [None] * ids.size)
             return
         x = write.vectors.get(rec.field)
         if x is None:  # a partial upsert that leaves this field's vectors as they are
@@ -205,6 +209,7 @@ class Syncer:
         for b in range(0, len(last), step):
             rows = last[b:b + step]
             self.node.insert(rec.node_name, x[rows], ids[rows], upsert=True)
+            self.store.set_digests(rec.node_name, ids[rows].tolist(), [vector_digest(v) for v in x[rows]])
 
     def fail(self, served: ServedField, reason: str) -> None:
         served.record.state, served.record.error = FAILED, reason

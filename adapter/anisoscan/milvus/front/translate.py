@@ -149,14 +149,14 @@ def column_values(column: schema_pb2.FieldData) -> list[Any]:
     return list(column.scalars.long_data.data)
 
 
-def _literal(key: Any) -> str:
+def literal(key: Any) -> str:
     # JSON's string escapes are a subset of Milvus's (Go's strconv.Unquote); raw UTF-8 is kept.
     return json.dumps(key, ensure_ascii=False) if isinstance(key, str) else str(int(key))
 
 
 def pk_in(pk_field: str, keys: Iterable[Any]) -> str:
     """A Milvus expression matching exactly these primary keys."""
-    return f"{pk_field} in [{', '.join(_literal(k) for k in keys)}]"
+    return f"{pk_field} in [{', '.join(literal(k) for k in keys)}]"
 
 
 def all_rows(pk_field: str) -> str:
