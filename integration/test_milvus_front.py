@@ -319,6 +319,28 @@ def test_front_restart_keeps_index_and_writes(front, str_served):
     assert front.node.describe(s.node_name).num_rows == s.count()
 
 
+def test_another_database(front, int_served):
+    """The database travels in the `dbname` header: the same collection name in two databases stays apart."""
+    admin = connect(front)
+    admin.create_database("front_db")
+    client = MilvusClient(f"http://127.0.0.1:{front.port}", db_name="front_db")
+    data = make_clustered(3000, DIM, n_queries=5, metric="L2", seed=6)
+    name = create_collection(client, "varchar", data.base)
+    create_scann(client, name, "L2", 16)
+    client.load_collection(name)
+    rec = next(r for r in front.front.records() if r.collection == name)
+    assert rec.db == "front_db" and name not in admin.list_collections()
+    ids, _ = hits_of(client.search(name, data=data.queries.tolist(), limit=5, search_params=APPROX,
+                                   filter="category == 'blog'", output_fields=["category"]))
+    allowed = [k for i, k in enumerate(keys_of("varchar", range(3000))) if CATEGORIES[i % 3] == "blog"]
+    node_ids, _ = front.node.search(rec.node_name, data.queries, 5, APPROX["params"],
+                                              allowed_ids=front.store.ids(rec.node_name, allowed, assign=False))
+    keys = front.store.keys(rec.node_name, node_ids.ravel().tolist())
+    assert ids == [[keys[i] for i in row] for row in node_ids.tolist()]
+    client.drop_collection(name)
+    admin.drop_database("front_db")
+
+
 def test_drop_index_and_collection(front):
     s = Served(front, "int64", 3000, "COSINE", seed=5)
     create_scann(s.client, s.name, "COSINE", 16)

@@ -81,9 +81,14 @@ def query(upstream: Upstream, db: str, collection: str, expr: str, output_fields
     if template is not None:
         for key, value in template.expr_template_values.items():
             request.expr_template_values[key].CopyFrom(value)
-    reply = upstream.call("Query", request, milvus_pb2.QueryResults, metadata)
+    reply = upstream.call("Query", request, milvus_pb2.QueryResults, with_db(metadata, db))
     check(reply.status)
     return reply
+
+
+def with_db(metadata: Metadata, db: str) -> Metadata:
+    """The metadata naming the database: Milvus 2.3 reads it from the `dbname` header, not the request."""
+    return tuple((k, v) for k, v in metadata if k != "dbname") + (("dbname", db),)
 
 
 def primary_keys(upstream: Upstream, record: FieldRecord, expr: str, metadata: Metadata,
@@ -137,6 +142,7 @@ class Syncer:
 
     def _load_upstream(self, rec: FieldRecord, metadata: Metadata) -> None:
         """The export reads through Query, which needs the collection loaded; it stays loaded."""
+        metadata = with_db(metadata, rec.db)
         check(self.upstream.call("LoadCollection", milvus_pb2.LoadCollectionRequest(
             db_name=rec.db, collection_name=rec.collection), common_pb2.Status, metadata))
         while True:
