@@ -319,6 +319,21 @@ def test_front_restart_keeps_index_and_writes(front, str_served):
     assert front.node.describe(s.node_name).num_rows == s.count()
 
 
+def test_a_build_interrupted_by_a_restart_starts_again(front):
+    s = Served(front, "int64", 30_000, "IP", seed=8)
+    create_scann(s.client, s.name, "IP", 64, sync=False)
+    assert s.client.describe_index(s.name, "vector")["state"] == "InProgress"
+    restart(front, front.settings.milvus)  # stops the export between two batches
+    client = connect(front)
+    deadline = time.monotonic() + 120
+    while (d := client.describe_index(s.name, "vector"))["state"] == "InProgress" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (d["state"], d["indexed_rows"], d["total_rows"]) == ("Finished", 30_000, 30_000)
+    ids, _ = hits_of(client.search(s.name, data=s.data.queries.tolist(), limit=10, search_params=APPROX))
+    assert ids == s.node_search(s.data.queries, 10, APPROX["params"])[0]
+    client.drop_collection(s.name)
+
+
 def test_another_database(front, int_served):
     """The database travels in the `dbname` header: the same collection name in two databases stays apart."""
     admin = connect(front)

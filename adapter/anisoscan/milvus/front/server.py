@@ -68,6 +68,7 @@ class FrontServer:
     def stop(self, grace: float = 2.0) -> None:
         self.reconciler.stop()
         self.server.stop(grace).wait()
+        self.front.syncer.stop()
         self.node.close()
         self.store.close()
         self.upstream.close()

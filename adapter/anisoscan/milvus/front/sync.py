@@ -99,17 +99,35 @@ def primary_keys(upstream: Upstream, record: FieldRecord, expr: str, metadata: M
     return t.column_values(column) if column is not None else []
 
 
+class Stopping(Exception):
+    """The front is stopping: a build in progress stays InProgress and starts again at the next start."""
+
+
 class Syncer:
     """Builds served fields on the node and applies writes to them."""
 
     def __init__(self, upstream: Upstream, node: IndexNode, store: FrontStore) -> None:
         self.upstream, self.node, self.store = upstream, node, store
+        self._stopping = threading.Event()
+        self._builds: list[threading.Thread] = []
 
     # --- build ------------------------------------------------------------------------
     def start_build(self, collection: CollectionState, served: ServedField, metadata: Metadata) -> None:
         served.pending, served.exported, served.total = [], 0, 0
-        threading.Thread(target=self._build, args=(collection, served, metadata), daemon=True,
-                         name=f"build-{served.record.node_name}").start()
+        thread = threading.Thread(target=self._build, args=(collection, served, metadata), daemon=True,
+                                  name=f"build-{served.record.node_name}")
+        self._builds.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        """Stops the builds between two steps and waits for them."""
+        self._stopping.set()
+        for thread in self._builds:
+            thread.join()
+
+    def _step(self) -> None:
+        if self._stopping.is_set():
+            raise Stopping
 
     def _build(self, collection: CollectionState, served: ServedField, metadata: Metadata) -> None:
         rec = served.record
@@ -121,9 +139,11 @@ class Syncer:
             self.node.create(rec.node_name, INDEX_TYPE, rec.metric, rec.dim,
                              {k: str(v) for k, v in rec.params.items()}, vectors, ids)
             while (state := self.node.describe(rec.node_name)).state == NODE_IN_PROGRESS:
+                self._step()
                 time.sleep(_BUILD_POLL_S)
             if state.state == NODE_FAILED:
                 raise RuntimeError(state.error)
+            self._step()
             self.node.load(rec.node_name)
             self.store.set_digests(rec.node_name, ids.tolist(), [vector_digest(v) for v in vectors])
             with collection.lock:
@@ -134,6 +154,9 @@ class Syncer:
                 rec.state = FINISHED
                 collection.version += 1
             log.info("%s.%s: SCANN index built, %d rows", rec.collection, rec.field, len(ids))
+        except Stopping:
+            log.info("%s.%s: build stopped with the front; it starts again at the next start", rec.collection,
+                     rec.field)
         except Exception as e:  # noqa: BLE001 - the build's failure is the index's state, reported by DescribeIndex
             log.exception("%s.%s: SCANN build failed", rec.collection, rec.field)
             with collection.lock:
@@ -151,6 +174,7 @@ class Syncer:
             check(reply.status)
             if reply.progress >= 100:
                 return
+            self._step()
             time.sleep(_BUILD_POLL_S)
 
     def _export(self, served: ServedField, metadata: Metadata) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +188,7 @@ class Syncer:
         vectors = np.empty((len(keys), rec.dim), np.float32)
         found = np.zeros(len(keys), bool)
         for start in range(0, len(keys), EXPORT_BATCH):
+            self._step()
             batch = keys[start:start + EXPORT_BATCH]
             reply = query(self.upstream, rec.db, rec.collection, t.pk_in(rec.pk_field, batch),
                           [rec.pk_field, rec.field], metadata)
