@@ -14,6 +14,7 @@ from pymilvus.grpc_gen import common_pb2
 SERVICE_UNAVAILABLE = 2
 SERVICE_INTERNAL = 5
 COLLECTION_NOT_FOUND = 100
+COLLECTION_NOT_LOADED = 101
 INDEX_NOT_FOUND = 700
 PARAMETER_INVALID = 1100
 
@@ -21,6 +22,7 @@ _LEGACY = {
     SERVICE_UNAVAILABLE: common_pb2.UnexpectedError,
     SERVICE_INTERNAL: common_pb2.UnexpectedError,
     COLLECTION_NOT_FOUND: common_pb2.CollectionNotExists,
+    COLLECTION_NOT_LOADED: common_pb2.UnexpectedError,
     INDEX_NOT_FOUND: common_pb2.IndexNotExist,
     PARAMETER_INVALID: common_pb2.IllegalArgument,
 }

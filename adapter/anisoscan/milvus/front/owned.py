@@ -24,10 +24,20 @@ from ...node import IndexNode
 from ...params import INDEX_TYPE, METRICS, IndexParams
 from .. import conventions as mc
 from . import translate as t
-from .errors import SERVICE_INTERNAL, MilvusError, UpstreamStatus, check, invalid, is_ok
+from .errors import COLLECTION_NOT_LOADED, SERVICE_INTERNAL, MilvusError, UpstreamStatus, check, invalid, is_ok
 from .proxy import Metadata, OwnedMethod, Upstream, _clean
 from .store import FAILED, FINISHED, IN_PROGRESS, FieldRecord, FrontStore
-from .sync import EXPORT_BATCH, CollectionState, FilterCache, ServedField, Syncer, Write, primary_keys, query
+from .sync import (
+    EXPORT_BATCH,
+    CollectionState,
+    FilterCache,
+    ServedField,
+    Syncer,
+    Write,
+    primary_keys,
+    query,
+    with_db,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +105,8 @@ class Front:
             "Upsert": (m.UpsertRequest, m.MutationResult, self.upsert),
             "Delete": (m.DeleteRequest, m.MutationResult, self.delete),
             "Search": (m.SearchRequest, m.SearchResults, self.search),
+            **{name: (getattr(m, f"{name}Request"), status, self._load_state_changer(name))
+               for name in ("LoadCollection", "ReleaseCollection", "LoadPartitions", "ReleasePartitions")},
         }
         return {name: OwnedMethod(req, rep, self._answering(name, rep, fn)) for name, (req, rep, fn) in table.items()}
 
@@ -264,6 +276,29 @@ class Front:
                 self._collections.pop((collection.db, collection.name), None)
         return status
 
+    def _load_state_changer(self, method: str) -> Callable[..., Message]:
+        def forward(request: Any, md: Metadata) -> common_pb2.Status:
+            status = self.upstream.call(method, request, common_pb2.Status, md)
+            collection = self._collection(_db(request, md), request.collection_name)
+            if collection is not None:
+                collection.loaded = False  # asked again (GetLoadState) at the next search
+            return status
+        return forward
+
+    def _require_loaded(self, collection: CollectionState, md: Metadata) -> None:
+        """Milvus refuses to search a released collection; so does the front, though the index could answer."""
+        if collection.loaded:
+            return
+        reply = self.upstream.call("GetLoadState", milvus_pb2.GetLoadStateRequest(
+            db_name=collection.db, collection_name=collection.name), milvus_pb2.GetLoadStateResponse,
+            with_db(md, collection.db))
+        check(reply.status)
+        # Only "loaded" is remembered: a collection still loading is asked again next time.
+        collection.loaded = reply.state == common_pb2.LoadState.LoadStateLoaded
+        if not collection.loaded:
+            raise MilvusError(COLLECTION_NOT_LOADED, f"collection not loaded[collection={collection.name}]; "
+                                                     "call load_collection first")
+
     # --- writes -----------------------------------------------------------------------
     def insert(self, request: milvus_pb2.InsertRequest, md: Metadata) -> Message:
         return self._write("Insert", request, md)
@@ -341,6 +376,7 @@ class Front:
         if served is None:
             return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)
         rec = served.record
+        self._require_loaded(collection, md)
         try:
             mc.check_metric(rec.metric, spec.metric)
             options = mc.scann_search_options(spec.params, spec.limit, served.nlist)

@@ -68,6 +68,7 @@ class CollectionState:
     fields: dict[str, ServedField] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # serializes writes
     version: int = 0  # bumped by every write; filter results are cached per version
+    loaded: bool = False  # known loaded upstream; a load or release through the front makes it unknown again
 
 
 def query(upstream: Upstream, db: str, collection: str, expr: str, output_fields: Sequence[str],
