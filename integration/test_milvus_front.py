@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 
+import grpc
 import numpy as np
 import pytest
 from anisoscan.datasets import make_clustered
@@ -20,7 +21,9 @@ from anisoscan.milvus.front import FrontServer, Settings
 from anisoscan.milvus.front.owned import UPSTREAM_BELOW_FRACTION
 from anisoscan.milvus.front.reconcile import DIGEST_RANGES_PER_ROUND, RANGE_ROWS, Repair
 from pymilvus import DataType, MilvusClient
+from pymilvus.client.prepare import Prepare
 from pymilvus.exceptions import MilvusException
+from pymilvus.grpc_gen import milvus_pb2
 from server_process import free_port
 
 DIM, N_INT, N_STR, BATCH = 16, 100_000, 20_000, 10_000
@@ -182,6 +185,21 @@ def test_filters_offset_and_output_fields(int_served):
     paged = s.client.search(s.name, data=q.tolist(), limit=5, offset=5, filter="bucket == 7",
                             search_params={"params": {"nprobe": 2, "reorder_k": 10}})
     assert hits_of(paged)[0] == [row[5:] for row in hits_of(res)[0]]
+
+
+def test_round_decimal_is_applied_by_the_front(front, int_served):
+    """Read off the wire: pymilvus rounds again on its side, which would hide a front that did not."""
+    s = int_served
+    search = grpc.insecure_channel(f"127.0.0.1:{front.port}").unary_unary(
+        "/milvus.proto.milvus.MilvusService/Search", request_serializer=milvus_pb2.SearchRequest.SerializeToString,
+        response_deserializer=milvus_pb2.SearchResults.FromString)
+    request = Prepare.search_requests_with_expr(s.name, "vector", APPROX, 5, data=s.data.queries[:3].tolist(),
+                                                round_decimal=2)
+    scores = np.array(search(request, timeout=30).results.scores)
+    assert scores.size == 15 and np.allclose(scores, np.round(scores, 2), rtol=0, atol=1e-6)
+    exact = np.array(hits_of(s.client.search(s.name, data=s.data.queries[:3].tolist(), limit=5,
+                                             search_params=APPROX))[1]).ravel()
+    np.testing.assert_allclose(scores, np.round(exact, 2), atol=1e-6)
 
 
 def test_a_filter_below_the_threshold_is_searched_upstream_exactly(int_served):

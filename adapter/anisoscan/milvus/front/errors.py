@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from google.protobuf.message import Message
 from pymilvus.grpc_gen import common_pb2
 
 # merr codes (milvus/pkg/util/merr/errors.go) with the legacy ErrorCode each maps to.
@@ -63,3 +64,12 @@ class UpstreamStatus(Exception):
 def check(status: common_pb2.Status) -> None:
     if not is_ok(status):
         raise UpstreamStatus(status)
+
+
+def reply_with(reply_type: type[Message], status: common_pb2.Status) -> Message:
+    """A reply of `reply_type` carrying only `status` (or the status itself, for RPCs that answer one)."""
+    if reply_type.DESCRIPTOR.full_name == common_pb2.Status.DESCRIPTOR.full_name:
+        return status
+    reply = reply_type()
+    reply.status.CopyFrom(status)
+    return reply

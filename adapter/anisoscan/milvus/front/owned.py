@@ -24,8 +24,17 @@ from ...node import IndexNode
 from ...params import INDEX_TYPE, METRICS, IndexParams
 from .. import conventions as mc
 from . import translate as t
-from .errors import COLLECTION_NOT_LOADED, SERVICE_INTERNAL, MilvusError, UpstreamStatus, check, invalid, is_ok
-from .proxy import Metadata, OwnedMethod, Upstream, _clean
+from .errors import (
+    COLLECTION_NOT_LOADED,
+    SERVICE_INTERNAL,
+    MilvusError,
+    UpstreamStatus,
+    check,
+    invalid,
+    is_ok,
+    reply_with,
+)
+from .proxy import Metadata, OwnedMethod, Upstream, clean_metadata
 from .store import FAILED, FINISHED, IN_PROGRESS, FieldRecord, FrontStore
 from .sync import (
     EXPORT_BATCH,
@@ -51,14 +60,6 @@ DELETE_BATCH = EXPORT_BATCH  # primary keys per forwarded delete expression
 
 _STATES = {IN_PROGRESS: common_pb2.IndexState.InProgress, FINISHED: common_pb2.IndexState.Finished,
            FAILED: common_pb2.IndexState.Failed}
-
-
-def _reply(reply_type: type[Message], status: common_pb2.Status) -> Message:
-    if reply_type is common_pb2.Status:
-        return status
-    reply = reply_type()
-    reply.status.CopyFrom(status)
-    return reply
 
 
 def _db(request: Any, metadata: Metadata) -> str:
@@ -114,7 +115,7 @@ class Front:
         """Every failure becomes a Milvus status in the reply: the front never dies on a request."""
         def handler(request: Any, context: grpc.ServicerContext) -> Message:
             try:
-                return fn(request, _clean(context.invocation_metadata()))
+                return fn(request, clean_metadata(context.invocation_metadata()))
             except MilvusError as e:
                 status = e.status()
             except UpstreamStatus as e:
@@ -122,7 +123,7 @@ class Front:
             except Exception as e:  # noqa: BLE001 - a bug answers its request, the server keeps serving
                 log.exception("%s failed", name)
                 status = MilvusError(SERVICE_INTERNAL, f"anisoscan front: {name}: {type(e).__name__}: {e}").status()
-            return _reply(reply_type, status)
+            return reply_with(reply_type, status)
         return handler
 
     # --- served fields ----------------------------------------------------------------

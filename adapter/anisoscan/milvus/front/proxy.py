@@ -24,7 +24,7 @@ import grpc
 from google.protobuf.message import Message
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from .errors import SERVICE_UNAVAILABLE, MilvusError
+from .errors import SERVICE_UNAVAILABLE, MilvusError, reply_with
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ _HOP_HEADERS = ("user-agent", "content-type", "te", "grpc-", ":")  # set by each
 Metadata = tuple[tuple[str, Any], ...]
 
 
-def _clean(metadata: Any) -> Metadata:
+def clean_metadata(metadata: Any) -> Metadata:
     return tuple((k, v) for k, v in (metadata or ()) if not k.startswith(_HOP_HEADERS))
 
 
@@ -57,15 +57,6 @@ def _message_class(descriptor: Any) -> type[Message]:
     from google.protobuf import message_factory
 
     return message_factory.GetMessageClass(descriptor)
-
-
-def unavailable_reply(reply_type: type[Message], error: MilvusError) -> Message:
-    status = error.status()
-    if reply_type is common_pb2.Status or reply_type.DESCRIPTOR.full_name == common_pb2.Status.DESCRIPTOR.full_name:
-        return status
-    reply = reply_type()
-    reply.status.CopyFrom(status)
-    return reply
 
 
 @dataclass
@@ -134,11 +125,11 @@ class FrontHandler(grpc.GenericRpcHandler):
 
     def _forward(self, method: str, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         call = self.upstream.channel.stream_stream(method)(
-            requests, metadata=_clean(context.invocation_metadata()), timeout=_timeout(context))
+            requests, metadata=clean_metadata(context.invocation_metadata()), timeout=_timeout(context))
         context.add_callback(call.cancel)
         replied = False
         try:
-            context.send_initial_metadata(_clean(call.initial_metadata()))
+            context.send_initial_metadata(clean_metadata(call.initial_metadata()))
             for reply in call:
                 replied = True
                 yield reply
@@ -148,9 +139,9 @@ class FrontHandler(grpc.GenericRpcHandler):
         reply_type = self._reply_types.get(method)
         if code == grpc.StatusCode.UNAVAILABLE and not replied and reply_type is not None:
             log.warning("%s: upstream unavailable: %s", method, call.details())
-            yield unavailable_reply(reply_type, self.upstream.unavailable(call)).SerializeToString()
+            yield reply_with(reply_type, self.upstream.unavailable(call).status()).SerializeToString()
             return
-        context.set_trailing_metadata(_clean(call.trailing_metadata()))
+        context.set_trailing_metadata(clean_metadata(call.trailing_metadata()))
         if code != grpc.StatusCode.OK:
             context.set_code(code)
             context.set_details(call.details() or "")
