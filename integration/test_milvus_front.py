@@ -187,12 +187,17 @@ def test_filters_offset_and_output_fields(int_served):
     assert hits_of(paged)[0] == [row[5:] for row in hits_of(res)[0]]
 
 
+def raw_search(front: FrontServer):
+    """The Search RPC without pymilvus in between."""
+    return grpc.insecure_channel(f"127.0.0.1:{front.port}").unary_unary(
+        "/milvus.proto.milvus.MilvusService/Search", request_serializer=milvus_pb2.SearchRequest.SerializeToString,
+        response_deserializer=milvus_pb2.SearchResults.FromString)
+
+
 def test_round_decimal_is_applied_by_the_front(front, int_served):
     """Read off the wire: pymilvus rounds again on its side, which would hide a front that did not."""
     s = int_served
-    search = grpc.insecure_channel(f"127.0.0.1:{front.port}").unary_unary(
-        "/milvus.proto.milvus.MilvusService/Search", request_serializer=milvus_pb2.SearchRequest.SerializeToString,
-        response_deserializer=milvus_pb2.SearchResults.FromString)
+    search = raw_search(front)
     request = Prepare.search_requests_with_expr(s.name, "vector", APPROX, 5, data=s.data.queries[:3].tolist(),
                                                 round_decimal=2)
     scores = np.array(search(request, timeout=30).results.scores)
@@ -259,7 +264,7 @@ def expect_status(code: int, match: str, fn, *args, **kwargs) -> None:
     assert caught.value.code == code, caught.value
 
 
-def test_bad_requests_get_milvus_statuses(str_served):
+def test_bad_requests_get_milvus_statuses(front, str_served):
     s = str_served
     c, name, q = s.client, s.name, s.data.queries[:2].tolist()
     expect_status(1100, r"metric type not match: invalid parameter\[expected=L2\]\[actual=IP\]",
@@ -283,7 +288,9 @@ def test_bad_requests_get_milvus_statuses(str_served):
     bad = c.prepare_index_params()
     bad.add_index("vector", index_type="SCANN", metric_type="COSINE")
     expect_status(100, "collection not found", c.create_index, "no_such_collection", bad)
-    c.drop_collection(other)
+    empty = raw_search(front)(milvus_pb2.SearchRequest(collection_name=other, nq=1), timeout=30)
+    assert empty.status.code == 1100 and "holds no query vectors" in empty.status.reason
+    c.drop_collection(other)  # the upstream still runs: Milvus 2.3.5 dies on that request
     assert name in c.list_collections()  # still serving
 
 

@@ -369,6 +369,9 @@ class Front:
         return served if served is not None and served.record.state == FINISHED else None
 
     def search(self, request: milvus_pb2.SearchRequest, md: Metadata) -> Message:
+        if not (request.placeholder_group or request.HasField("ids") or request.sub_reqs):
+            # Milvus 2.3.5's process dies on such a request (seen here): it is never forwarded.
+            raise invalid("placeholder_group: the search holds no query vectors; send them through data=")
         collection = self._collection(_db(request, md), request.collection_name)
         if collection is None or not collection.fields:
             return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)

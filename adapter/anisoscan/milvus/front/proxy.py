@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import message_factory
 from google.protobuf.message import Message
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
@@ -49,14 +50,8 @@ def _reply_types() -> dict[str, type[Message]]:
     for method in service.methods:
         reply = method.output_type
         if reply.full_name == common_pb2.Status.DESCRIPTOR.full_name or "status" in reply.fields_by_name:
-            types[f"/{SERVICE}/{method.name}"] = _message_class(reply)
+            types[f"/{SERVICE}/{method.name}"] = message_factory.GetMessageClass(reply)
     return types
-
-
-def _message_class(descriptor: Any) -> type[Message]:
-    from google.protobuf import message_factory
-
-    return message_factory.GetMessageClass(descriptor)
 
 
 @dataclass
