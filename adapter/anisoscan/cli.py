@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     f.add_argument("--data-dir", required=True, help="where the SCANN indexes and key maps live; kept across restarts")
     f.add_argument("--upstream-timeout", type=float, default=30.0,
-                   help="seconds the front waits on each of its own upstream calls (default 30)")
+                   help="seconds the front waits on each upstream call it makes to answer an owned RPC or for "
+                        "itself (default 30); forwarded RPCs keep the client's deadline")
     f.add_argument("--index-type", action="append", default=None,
                    help="index_type names the front serves; repeat for several (default: SCANN)")
     f.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message either way (default 256)")

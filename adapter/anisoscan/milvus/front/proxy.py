@@ -60,7 +60,7 @@ class Upstream:
 
     target: str
     channel: grpc.Channel
-    timeout: float  # for the front's own calls (filters, output fields, exports)
+    timeout: float  # for typed calls: owned RPCs' upstream calls and the front's own (exports, filters)
 
     @classmethod
     def connect(cls, uri: str, timeout: float, max_message_bytes: int) -> Upstream:
