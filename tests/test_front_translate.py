@@ -141,3 +141,17 @@ def test_filter_cache_is_invalidated_by_writes():
     cache.allowed(collection, ("g",), resolve)  # evicts ("e",), the least recently used
     cache.allowed(collection, ("e",), resolve)
     assert len(calls) == 5
+
+
+def test_key_ranges_and_digests(tmp_path):
+    store = FrontStore(tmp_path)
+    store.add(record("front_r"))
+    keys = list(range(-50, 50))
+    ids = store.ids("front_r", keys, assign=True)
+    store.set_digests("front_r", ids[:90].tolist(), [k * 7 for k in keys[:90]])  # the last 10 not indexed
+    assert store.range_starts("front_r", 30) == [-20, 10]  # indexed keys -50..39 in runs of 30
+    assert store.range_rows("front_r", None, -20) == {k: k * 7 for k in range(-50, -20)}
+    assert store.range_rows("front_r", 10, None) == {k: k * 7 for k in range(10, 40)}  # 40.. are not indexed
+    store.set_digests("front_r", ids[:5].tolist(), [None] * 5)  # deleted from the index
+    assert min(store.range_rows("front_r", None, None)) == -45
+    store.close()
