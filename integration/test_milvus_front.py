@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import uuid
 
@@ -357,6 +358,38 @@ def test_a_build_interrupted_by_a_restart_starts_again(front):
     ids, _ = hits_of(client.search(s.name, data=s.data.queries.tolist(), limit=10, search_params=APPROX))
     assert ids == s.node_search(s.data.queries, 10, APPROX["params"])[0]
     client.drop_collection(s.name)
+
+
+def test_deletes_by_expression_race_no_insert(front):
+    """Writers insert rows matching the expression while it is deleted: index and upstream still agree."""
+    s = Served(front, "int64", 5000, "IP", seed=12)
+    create_scann(s.client, s.name, "IP", 32)
+    s.client.load_collection(s.name)
+    stop, errors = threading.Event(), []
+
+    def writer(first: int) -> None:
+        client, start = connect(front), first
+        try:
+            while not stop.is_set():
+                client.insert(s.name, make_rows("int64", s.data.base[:30] + 0.01, start))
+                start += 30 * 8
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(10_000 + 30 * i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for _ in range(5):
+        s.client.delete(s.name, filter="category == 'news'")
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    upstream = s.client.query(s.name, filter="pk not in []", output_fields=["pk"])
+    ids = front.store.ids(s.node_name, [r["pk"] for r in upstream], assign=False)
+    assert (ids >= 0).all() and front.node.contains(s.node_name, ids).all()
+    assert front.node.describe(s.node_name).num_rows == len(upstream)
+    s.client.drop_collection(s.name)
 
 
 def test_another_database(front, int_served):
