@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def milvus_server_uri(tmp_path_factory):
+def milvus_server(tmp_path_factory):
     """A real Milvus 2.3.5 standalone server in a temporary directory, stopped at the end."""
     try:
         from milvus import MilvusServer
@@ -33,9 +33,15 @@ def milvus_server_uri(tmp_path_factory):
     server.listen_port = _free_port()
     server.start()
     try:
-        yield f"http://127.0.0.1:{server.listen_port}"
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def milvus_server_uri(milvus_server):
+    """Per module: a test that restarts the server may find it on another port afterwards."""
+    return f"http://127.0.0.1:{milvus_server.listen_port}"
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
-"""Command line: `anisoscan demo` (the main job), `anisoscan lite`, `anisoscan serve` and `anisoscan bench`."""
+"""Command line: `anisoscan demo` (the main job), `anisoscan lite`, `anisoscan front`, `anisoscan serve` and
+`anisoscan bench`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,19 @@ def show_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def front(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .milvus import quiet_library_logs
+    from .milvus.front import Settings, serve
+
+    quiet_library_logs()
+    serve(Settings(args.milvus, Path(args.data_dir), args.host, args.port, args.upstream_timeout,
+                   tuple(args.index_type) if args.index_type else Settings.index_types, args.max_message_mb,
+                   reconcile_interval_s=args.reconcile_interval))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="anisoscan", description=__doc__)
@@ -59,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     m.add_argument("--port", type=int, default=19530, help="Milvus's port by default; 0 picks a free one (logged)")
     m.set_defaults(func=lite)
+    f = sub.add_parser("front", help="a Milvus-protocol server in front of a Milvus server: fields indexed as "
+                                     "SCANN are served by anisoscan, everything else is forwarded")
+    f.add_argument("--milvus", required=True, help="the upstream Milvus server, e.g. http://127.0.0.1:19530")
+    f.add_argument("--port", type=int, default=19530, help="listen port (default 19530); 0 picks a free one (logged)")
+    f.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    f.add_argument("--data-dir", required=True, help="where the SCANN indexes and key maps live; kept across restarts")
+    f.add_argument("--upstream-timeout", type=float, default=30.0,
+                   help="seconds the front waits on each upstream call it makes to answer an owned RPC or for "
+                        "itself (default 30); forwarded RPCs keep the client's deadline")
+    f.add_argument("--index-type", action="append", default=None,
+                   help="index_type names the front serves; repeat for several (default: SCANN)")
+    f.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message either way (default 256)")
+    f.add_argument("--reconcile-interval", type=float, default=30.0,
+                   help="seconds between rounds catching writes that bypass the front (default 30; 0: off)")
+    f.set_defaults(func=front)
     s = sub.add_parser("serve", help="run the gRPC IndexNode server")
     s.add_argument("--data-dir", required=True, help="where indexes live; reloaded on restart")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")

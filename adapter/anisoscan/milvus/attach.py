@@ -24,11 +24,17 @@ import numpy as np
 from .. import _validation as v
 from ..index import Index
 from ..node.client import Client
-from ..params import IndexParams, checked_search_params
+from ..params import IndexParams
+from .conventions import (
+    FLOAT_VECTOR,
+    PRIMARY_KEY_TYPES,
+    SCANN_SEARCH_KEYS,
+    check_metric,
+    scann_search_options,
+    vector_digest,
+)
 
 log = logging.getLogger(__name__)
-
-INT64, VARCHAR, FLOAT_VECTOR = 5, 21, 101  # pymilvus DataType values
 
 
 def key_id(pk: Any) -> int:
@@ -36,10 +42,6 @@ def key_id(pk: Any) -> int:
     raw = (b"i" + int(pk).to_bytes(8, "little", signed=True)) if isinstance(pk, (int, np.integer)) \
         else b"s" + str(pk).encode()
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 1
-
-
-def _digest(vector: np.ndarray) -> int:
-    return int.from_bytes(hashlib.blake2b(vector.tobytes(), digest_size=8).digest(), "little")
 
 
 class Backend(Protocol):
@@ -104,7 +106,7 @@ class CollectionInfo:
         vec = fields[anns_field]
         if int(vec["type"]) != FLOAT_VECTOR:
             raise ValueError(f"anns_field: {anns_field!r} is not a FLOAT_VECTOR field")
-        if int(pk["type"]) not in (INT64, VARCHAR):
+        if int(pk["type"]) not in PRIMARY_KEY_TYPES:
             raise ValueError(f"primary key {pk['name']!r} must be INT64 or VARCHAR")
         return cls(collection, pk["name"], int(pk["type"]), anns_field, int(vec["params"]["dim"]), sorted(fields))
 
@@ -159,7 +161,7 @@ class AttachedIndex:
                 new_rows, changed_rows = [], []
                 for row, (pk, i) in enumerate(zip(pks, ids.tolist())):
                     seen.add(i)
-                    digest = _digest(vectors[row])
+                    digest = vector_digest(vectors[row])
                     old = self._digests.get(i)
                     if old is None:
                         new_rows.append(row)
@@ -220,17 +222,13 @@ class AttachedIndex:
 
     def _search_options(self, search_params: dict[str, Any], limit: int) -> dict[str, int]:
         params = dict(search_params)
-        metric = params.pop("metric_type", None)
-        if metric is not None and str(metric).upper() != self.params.metric:
-            raise ValueError(f"metric type not match: invalid parameter[expected={self.params.metric}]"
-                             f"[actual={metric}]")
+        check_metric(self.params.metric, params.pop("metric_type", None))
         nested = params.pop("params", {}) or {}
         merged = {**params, **nested}
-        unknown = sorted(set(merged) - {"nprobe", "reorder_k"})
+        unknown = sorted(set(merged) - set(SCANN_SEARCH_KEYS))
         if unknown:
             raise ValueError(f"search_params: unknown key(s) {unknown}; SCANN takes nprobe and reorder_k")
-        checked = checked_search_params(limit, merged.get("nprobe"), merged.get("reorder_k"), 0, self.params.nlist)
-        return {key: getattr(checked, key) for key in merged}
+        return scann_search_options(merged, limit, self.params.nlist)
 
     def _resolve_filter(self, expr: str) -> np.ndarray:
         """The index ids of the rows matching a Milvus boolean expression."""
@@ -278,7 +276,7 @@ def attach(mc: Any, collection_name: str, anns_field: str = "vector", index_para
     for pks, vectors in _export(mc, info, batch_size, progress):
         ids = np.fromiter((key_id(pk) for pk in pks), np.int64, len(pks))
         for pk, i, vec in zip(pks, ids.tolist(), vectors):
-            keys[i], digests[i] = pk, _digest(vec)
+            keys[i], digests[i] = pk, vector_digest(vec)
         id_parts.append(ids)
         vector_parts.append(vectors)
     if not vector_parts:

@@ -366,6 +366,10 @@ class IndexNode:
         self.limits.check_reply("get_vectors", len(ids) * entry.meta.dim * 4)
         return index.get_vectors(ids)
 
+    def contains(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """Whether each id is in the index (repeats allowed): lets a caller delete only what is there."""
+        return self._serving(self._get(name)).contains(ids)
+
     # --- internals --------------------------------------------------------------------
     def _log_and_apply(self, entry: Entry, index: Any, record: Record) -> None:
         """The caller holds the lock and has checked the record applies."""

@@ -1,0 +1,272 @@
+"""Keeping each served field's node index equal to the upstream field: one export to build
+it, then every write that passes through the front, in the order the upstream acknowledged.
+
+Ordering: writes to a collection are serialized by the collection's lock, held from the
+forwarded call until the write is applied to the index, so the index sees them in the
+upstream's order. A build does not hold the lock while it exports: writes acknowledged
+meanwhile are queued and replayed when the index is ready. Replaying one that the export
+already saw is harmless, as every write is an upsert of absolute values or a delete of
+keys, so the result is the export's state with every later write applied in order.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+from ...node import IndexNode
+from ...node.store import FAILED as NODE_FAILED
+from ...node.store import IN_PROGRESS as NODE_IN_PROGRESS
+from ...params import INDEX_TYPE, IndexParams
+from ..conventions import vector_digest
+from . import translate as t
+from .errors import check
+from .proxy import Metadata, Upstream
+from .store import FAILED, FINISHED, FieldRecord, FrontStore
+
+log = logging.getLogger(__name__)
+
+EXPORT_BATCH = 2000  # rows per export query: 6 MiB of 768-d vectors, well under gRPC's message cap
+FILTER_CACHE_ENTRIES = 64
+_BUILD_POLL_S = 0.2
+
+
+@dataclass
+class Write:
+    """An acknowledged write: keys to delete, or keys to upsert with each served field's vectors."""
+
+    keys: list[Any]
+    vectors: dict[str, np.ndarray] | None = None  # None: a delete
+
+
+@dataclass
+class ServedField:
+    record: FieldRecord
+    exported: int = 0
+    total: int = 0
+    pending: list[Write] | None = None  # while building: writes to replay when the index is ready
+
+    @functools.cached_property
+    def nlist(self) -> int:
+        rec = self.record
+        return IndexParams.from_milvus(rec.dim, {"metric_type": rec.metric, "params": rec.params}).nlist
+
+
+@dataclass
+class CollectionState:
+    db: str
+    name: str
+    fields: dict[str, ServedField] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # serializes writes
+    version: int = 0  # bumped by every write; filter results are cached per version
+    loaded: bool = False  # known loaded upstream; a load or release through the front makes it unknown again
+
+
+def query(upstream: Upstream, db: str, collection: str, expr: str, output_fields: Sequence[str],
+          metadata: Metadata, partitions: Sequence[str] = (),
+          template: milvus_pb2.SearchRequest | milvus_pb2.DeleteRequest | None = None) -> milvus_pb2.QueryResults:
+    """A Strong-consistency query: it sees every write the upstream acknowledged before it."""
+    request = milvus_pb2.QueryRequest(db_name=db, collection_name=collection, expr=expr,
+                                      output_fields=list(output_fields), partition_names=list(partitions),
+                                      consistency_level=common_pb2.ConsistencyLevel.Strong,
+                                      use_default_consistency=False)
+    if template is not None:
+        for key, value in template.expr_template_values.items():
+            request.expr_template_values[key].CopyFrom(value)
+    reply = upstream.call("Query", request, milvus_pb2.QueryResults, with_db(metadata, db))
+    check(reply.status)
+    return reply
+
+
+def with_db(metadata: Metadata, db: str) -> Metadata:
+    """The metadata naming the database: Milvus 2.3 reads it from the `dbname` header, not the request."""
+    return tuple((k, v) for k, v in metadata if k != "dbname") + (("dbname", db),)
+
+
+def primary_keys(upstream: Upstream, record: FieldRecord, expr: str, metadata: Metadata,
+                 partitions: Sequence[str] = (), template: Any = None) -> list[Any]:
+    reply = query(upstream, record.db, record.collection, expr or t.all_rows(record.pk_field), [record.pk_field],
+                  metadata, partitions, template)
+    column = next((c for c in reply.fields_data if c.field_name == record.pk_field), None)
+    return t.column_values(column) if column is not None else []
+
+
+class Stopping(Exception):
+    """The front is stopping: a build in progress stays InProgress and starts again at the next start."""
+
+
+class Syncer:
+    """Builds served fields on the node and applies writes to them."""
+
+    def __init__(self, upstream: Upstream, node: IndexNode, store: FrontStore) -> None:
+        self.upstream, self.node, self.store = upstream, node, store
+        self._stopping = threading.Event()
+        self._builds: list[threading.Thread] = []
+
+    # --- build ------------------------------------------------------------------------
+    def start_build(self, collection: CollectionState, served: ServedField, metadata: Metadata) -> None:
+        served.pending, served.exported, served.total = [], 0, 0
+        thread = threading.Thread(target=self._build, args=(collection, served, metadata), daemon=True,
+                                  name=f"build-{served.record.node_name}")
+        self._builds.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        """Stops the builds between two steps and waits for them."""
+        self._stopping.set()
+        for thread in self._builds:
+            thread.join()
+
+    def _step(self) -> None:
+        if self._stopping.is_set():
+            raise Stopping
+
+    def _build(self, collection: CollectionState, served: ServedField, metadata: Metadata) -> None:
+        rec = served.record
+        try:
+            self._load_upstream(rec, metadata)
+            vectors, ids = self._export(served, metadata)
+            if rec.node_name in self.node.names():  # an interrupted build's leftover
+                self.node.drop(rec.node_name)
+            self.node.create(rec.node_name, INDEX_TYPE, rec.metric, rec.dim,
+                             {k: str(v) for k, v in rec.params.items()}, vectors, ids)
+            while (state := self.node.describe(rec.node_name)).state == NODE_IN_PROGRESS:
+                self._step()
+                time.sleep(_BUILD_POLL_S)
+            if state.state == NODE_FAILED:
+                raise RuntimeError(state.error)
+            self._step()
+            self.node.load(rec.node_name)
+            self.store.set_digests(rec.node_name, ids.tolist(), [vector_digest(v) for v in vectors])
+            with collection.lock:
+                for write in served.pending or ():
+                    self.apply_to(served, write)
+                served.pending = None
+                self.store.set_state(rec.node_name, FINISHED)
+                rec.state = FINISHED
+                collection.version += 1
+            log.info("%s.%s: SCANN index built, %d rows", rec.collection, rec.field, len(ids))
+        except Stopping:
+            log.info("%s.%s: build stopped with the front; it starts again at the next start", rec.collection,
+                     rec.field)
+        except Exception as e:  # noqa: BLE001 - the build's failure is the index's state, reported by DescribeIndex
+            log.exception("%s.%s: SCANN build failed", rec.collection, rec.field)
+            with collection.lock:
+                served.pending = None
+                self.fail(served, f"SCANN build failed: {e}")
+
+    def _load_upstream(self, rec: FieldRecord, metadata: Metadata) -> None:
+        """The export reads through Query, which needs the collection loaded; it stays loaded."""
+        metadata = with_db(metadata, rec.db)
+        check(self.upstream.call("LoadCollection", milvus_pb2.LoadCollectionRequest(
+            db_name=rec.db, collection_name=rec.collection), common_pb2.Status, metadata))
+        while True:
+            reply = self.upstream.call("GetLoadingProgress", milvus_pb2.GetLoadingProgressRequest(
+                db_name=rec.db, collection_name=rec.collection), milvus_pb2.GetLoadingProgressResponse, metadata)
+            check(reply.status)
+            if reply.progress >= 100:
+                return
+            self._step()
+            time.sleep(_BUILD_POLL_S)
+
+    def _export(self, served: ServedField, metadata: Metadata) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's vector, read once in batches of primary keys; progress in served.exported."""
+        rec = served.record
+        keys = sorted(primary_keys(self.upstream, rec, "", metadata))
+        served.total = len(keys)
+        if not keys:
+            raise ValueError(f"collection {rec.collection!r} is empty; SCANN trains on the data: insert rows, "
+                             "then create the index")
+        vectors = np.empty((len(keys), rec.dim), np.float32)
+        found = np.zeros(len(keys), bool)
+        for start in range(0, len(keys), EXPORT_BATCH):
+            self._step()
+            batch = keys[start:start + EXPORT_BATCH]
+            reply = query(self.upstream, rec.db, rec.collection, t.pk_in(rec.pk_field, batch),
+                          [rec.pk_field, rec.field], metadata)
+            pks = t.column_values(next(c for c in reply.fields_data if c.field_name == rec.pk_field))
+            x = t.vector_column(reply.fields_data, rec.field, rec.dim, len(pks))
+            if x is None:
+                raise ValueError(f"the upstream returned no {rec.dim}-d vectors for field {rec.field!r}")
+            position = {k: start + i for i, k in enumerate(batch)}
+            rows = np.fromiter((position[k] for k in pks), np.int64, len(pks))
+            vectors[rows], found[rows] = x, True
+            served.exported += len(pks)
+        kept = [k for k, f in zip(keys, found) if f]  # rows deleted during the export are gone
+        return vectors[found], self.store.ids(rec.node_name, kept, assign=True)
+
+    # --- writes -----------------------------------------------------------------------
+    def apply(self, collection: CollectionState, write: Write) -> None:
+        """Applies an acknowledged write to every served field; the caller holds collection.lock."""
+        collection.version += 1
+        for served in collection.fields.values():
+            if served.pending is not None:
+                served.pending.append(write)
+            elif served.record.state == FINISHED:
+                try:
+                    self.apply_to(served, write)
+                except Exception as e:  # noqa: BLE001 - the upstream has the write; the index cannot follow
+                    log.exception("%s.%s: write not applied", served.record.collection, served.record.field)
+                    self.fail(served, f"a write could not be applied to the SCANN index ({e}); "
+                                      "drop the index and create it again")
+
+    def apply_to(self, served: ServedField, write: Write) -> None:
+        """One field's part of a write: the node first, then the digests that record what it holds."""
+        rec = served.record
+        if write.vectors is None:
+            ids = self.store.ids(rec.node_name, write.keys, assign=False)
+            ids = np.unique(ids[ids >= 0])
+            if ids.size:
+                ids = ids[self.node.contains(rec.node_name, ids)]
+            if ids.size:
+                self.node.delete(rec.node_name, ids)
+                self.store.set_digests(rec.node_name, ids.tolist(), [None] * ids.size)
+            return
+        x = write.vectors.get(rec.field)
+        if x is None:  # a partial upsert that leaves this field's vectors as they are
+            return
+        ids = self.store.ids(rec.node_name, write.keys, assign=True)
+        # A key repeated in one write: the last row wins, as in Milvus.
+        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+        step = self.node.limits.max_insert_rows
+        for b in range(0, len(last), step):
+            rows = last[b:b + step]
+            self.node.insert(rec.node_name, x[rows], ids[rows], upsert=True)
+            self.store.set_digests(rec.node_name, ids[rows].tolist(), [vector_digest(v) for v in x[rows]])
+
+    def fail(self, served: ServedField, reason: str) -> None:
+        served.record.state, served.record.error = FAILED, reason
+        self.store.set_state(served.record.node_name, FAILED, reason)
+
+
+class FilterCache:
+    """Filter expressions resolved to sorted index ids, per collection version (any write invalidates)."""
+
+    def __init__(self, entries: int = FILTER_CACHE_ENTRIES) -> None:
+        self._entries: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()
+        self._size = entries
+        self._lock = threading.Lock()
+
+    def allowed(self, collection: CollectionState, key: tuple, resolve: Callable[[], np.ndarray]) -> np.ndarray:
+        version = collection.version  # read before resolving: a write meanwhile makes the entry stale
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] == version:
+                self._entries.move_to_end(key)
+                return hit[1]
+        ids = resolve()
+        with self._lock:
+            self._entries[key] = (version, ids)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return ids

@@ -1,0 +1,157 @@
+"""The front's translation between Milvus messages and arrays, its key map and its filter cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="the front needs pymilvus (pip install '.[milvus]')")
+
+from anisoscan.milvus.front import translate as t  # noqa: E402
+from anisoscan.milvus.front.errors import PARAMETER_INVALID, MilvusError  # noqa: E402
+from anisoscan.milvus.front.store import FieldRecord, FrontStore  # noqa: E402
+from anisoscan.milvus.front.sync import CollectionState, FilterCache  # noqa: E402
+from pymilvus.client.prepare import Prepare  # noqa: E402
+from pymilvus.client.search_result import SearchResult  # noqa: E402
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2  # noqa: E402
+
+
+def search_request(queries, limit=10, params=None, **kwargs) -> milvus_pb2.SearchRequest:
+    """The request pymilvus itself builds for MilvusClient.search."""
+    return Prepare.search_requests_with_expr("docs", "vector", params or {}, limit, data=queries, **kwargs)
+
+
+def test_index_request_reads_nested_and_top_level_params():
+    pairs = [common_pb2.KeyValuePair(key="index_type", value="scann"),
+             common_pb2.KeyValuePair(key="metric_type", value="cosine"),
+             common_pb2.KeyValuePair(key="nlist", value="64"),
+             common_pb2.KeyValuePair(key="params", value=json.dumps({"with_raw_data": False}))]
+    spec = t.index_request(pairs)
+    assert (spec.index_type, spec.metric, spec.params) == ("SCANN", "COSINE", {"nlist": "64", "with_raw_data": False})
+    with pytest.raises(MilvusError, match="params: not valid JSON"):
+        t.index_request([common_pb2.KeyValuePair(key="params", value="{nlist")])
+
+
+def test_search_spec_from_what_pymilvus_sends():
+    q = np.ones((2, 4), np.float32)
+    spec = t.search_spec(search_request(q, 7, {"metric_type": "L2", "params": {"nprobe": 3, "reorder_k": 20}},
+                                        offset=2, round_decimal=3))
+    assert (spec.anns_field, spec.limit, spec.offset, spec.round_decimal, spec.metric) == ("vector", 7, 2, 3, "L2")
+    assert spec.params["nprobe"] == 3 and spec.params["reorder_k"] == 20 and not spec.upstream_only
+    ranged = t.search_spec(search_request(q, 5, {"params": {"radius": 0.5}}))
+    assert ranged.upstream_only == ("radius",)
+    for limit, offset in ((0, 0), (16385, 0), (10, 16380)):
+        with pytest.raises(MilvusError) as caught:
+            t.search_spec(search_request(q, limit, offset=offset))
+        assert caught.value.code == PARAMETER_INVALID
+
+
+def test_queries_decode_and_check_the_placeholder_group():
+    q = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    request = search_request(q)
+    np.testing.assert_array_equal(t.queries(request.placeholder_group, 8, request.nq), q)
+    with pytest.raises(MilvusError, match="dimension of query 0 .8. is not equal to the field's dim 6"):
+        t.queries(request.placeholder_group, 6, request.nq)
+    with pytest.raises(MilvusError, match="nq: the request says 5 queries but holds 3"):
+        t.queries(request.placeholder_group, 8, 5)
+    bad = q.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(MilvusError, match="NaN or infinity"):
+        t.queries(search_request(bad).placeholder_group, 8, 3)
+    with pytest.raises(MilvusError, match="placeholder_group: cannot be decoded"):
+        t.queries(b"\xff\xff", 8, 1)
+
+
+def test_pk_expressions_quote_any_key():
+    assert t.pk_in("pk", [-3, 5]) == "pk in [-3, 5]"
+    keys = ['plain', 'with "quotes"', "back\\slash", "naïve"]
+    expr = t.pk_in("pk", keys)
+    assert json.loads(expr[len("pk in "):]) == keys
+    assert "naïve" in expr  # raw UTF-8: Milvus's parser reads it as written
+
+
+def test_take_rows_reorders_every_column_kind():
+    rows = [2, 0, 2]
+    long_col = schema_pb2.FieldData(type=schema_pb2.Int64, field_name="n",
+                                    scalars=schema_pb2.ScalarField(long_data=schema_pb2.LongArray(data=[10, 11, 12])))
+    json_col = schema_pb2.FieldData(type=schema_pb2.JSON, field_name="j", scalars=schema_pb2.ScalarField(
+        json_data=schema_pb2.JSONArray(data=[b'{"a":0}', b'{"a":1}', b'{"a":2}'])))
+    vec = np.arange(12, dtype=np.float32).reshape(3, 4)
+    vec_col = schema_pb2.FieldData(type=schema_pb2.FloatVector, field_name="v", vectors=schema_pb2.VectorField(
+        dim=4, float_vector=schema_pb2.FloatArray(data=vec.ravel().tolist())))
+    bin_col = schema_pb2.FieldData(type=schema_pb2.BinaryVector, field_name="b",
+                                   vectors=schema_pb2.VectorField(dim=16, binary_vector=b"aabbcc"))
+    assert list(t.take_rows(long_col, rows).scalars.long_data.data) == [12, 10, 12]
+    assert list(t.take_rows(json_col, rows).scalars.json_data.data) == [b'{"a":2}', b'{"a":0}', b'{"a":2}']
+    taken = np.asarray(t.take_rows(vec_col, rows).vectors.float_vector.data).reshape(3, 4)
+    np.testing.assert_array_equal(taken, vec[rows])
+    assert t.take_rows(bin_col, rows).vectors.binary_vector == b"ccaacc"
+
+
+def test_search_results_parse_in_pymilvus():
+    hits = t.Hits(keys=[["a", "b"], [], ["c"]], scores=[[0.9, 0.5], [], [0.1]])
+    title = schema_pb2.FieldData(type=schema_pb2.VarChar, field_name="title", scalars=schema_pb2.ScalarField(
+        string_data=schema_pb2.StringArray(data=["ta", "tb", "tc"])))
+    reply = t.search_results("docs", hits, 2, 21, [title])
+    parsed = SearchResult(reply.results)
+    assert [[h["id"] for h in row] for row in parsed] == hits.keys
+    assert [h["distance"] for row in parsed for h in row] == pytest.approx([0.9, 0.5, 0.1])
+    assert [h["entity"]["title"] for row in parsed for h in row] == ["ta", "tb", "tc"]
+    ints = SearchResult(t.search_results("docs", t.Hits([[-5, 7]], [[1.0, 2.0]]), 2, 5).results)
+    assert [h["id"] for h in ints[0]] == [-5, 7]
+
+
+def record(name: str) -> FieldRecord:
+    return FieldRecord(name, "default", "docs", "vector", "vector", "IP", 4, {"nlist": "8"}, "pk", 21)
+
+
+def test_key_map_is_stable_across_restarts(tmp_path):
+    store = FrontStore(tmp_path)
+    store.add(record("front_a"))
+    store.add(record("front_b"))
+    ids = store.ids("front_a", ["x", "y", "x", "z"], assign=True)
+    assert ids.tolist() == [0, 1, 0, 2]
+    assert store.ids("front_b", [-1, 2**62], assign=True).tolist() == [0, 1]  # one map per field
+    store.close()
+    store = FrontStore(tmp_path)
+    assert store.ids("front_a", ["z", "new", "x"], assign=False).tolist() == [2, -1, 0]
+    assert store.ids("front_a", ["new"], assign=True).tolist() == [3]
+    assert store.keys("front_a", [2, 0, 3, 99]) == {2: "z", 0: "x", 3: "new"}
+    assert {r.node_name: r.params for r in store.records()} == {"front_a": {"nlist": "8"}, "front_b": {"nlist": "8"}}
+    store.remove("front_a")
+    assert store.ids("front_a", ["x"], assign=False).tolist() == [-1]
+    store.close()
+
+
+def test_filter_cache_is_invalidated_by_writes():
+    cache, collection = FilterCache(entries=2), CollectionState("default", "docs")
+    calls = []
+
+    def resolve() -> np.ndarray:
+        calls.append(1)
+        return np.arange(len(calls), dtype=np.int64)
+
+    assert cache.allowed(collection, ("e",), resolve).tolist() == [0]
+    assert cache.allowed(collection, ("e",), resolve).tolist() == [0] and len(calls) == 1
+    collection.version += 1  # a write
+    assert cache.allowed(collection, ("e",), resolve).tolist() == [0, 1]
+    cache.allowed(collection, ("f",), resolve)
+    cache.allowed(collection, ("g",), resolve)  # evicts ("e",), the least recently used
+    cache.allowed(collection, ("e",), resolve)
+    assert len(calls) == 5
+
+
+def test_key_ranges_and_digests(tmp_path):
+    store = FrontStore(tmp_path)
+    store.add(record("front_r"))
+    keys = list(range(-50, 50))
+    ids = store.ids("front_r", keys, assign=True)
+    store.set_digests("front_r", ids[:90].tolist(), [k * 7 for k in keys[:90]])  # the last 10 not indexed
+    assert store.range_starts("front_r", 30) == [-20, 10]  # indexed keys -50..39 in runs of 30
+    assert store.range_rows("front_r", None, -20) == {k: k * 7 for k in range(-50, -20)}
+    assert store.range_rows("front_r", 10, None) == {k: k * 7 for k in range(10, 40)}  # 40.. are not indexed
+    store.set_digests("front_r", ids[:5].tolist(), [None] * 5)  # deleted from the index
+    assert min(store.range_rows("front_r", None, None)) == -45
+    store.close()
