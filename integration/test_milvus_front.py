@@ -19,7 +19,6 @@ import pytest
 from anisoscan.datasets import make_clustered
 from anisoscan.metrics import recall_at_k
 from anisoscan.milvus.front import FrontServer, Settings
-from anisoscan.milvus.front.owned import UPSTREAM_BELOW_FRACTION
 from anisoscan.milvus.front.reconcile import DIGEST_RANGES_PER_ROUND, RANGE_ROWS, Repair
 from pymilvus import DataType, MilvusClient
 from pymilvus.client.prepare import Prepare
@@ -174,8 +173,9 @@ def test_recall_against_numpy_exact(int_served):
 def test_filters_offset_and_output_fields(int_served):
     s = int_served
     q = s.data.queries
+    s.client.search(s.name, data=q[:1].tolist(), limit=10, filter="bucket == 7", search_params=APPROX)  # a new filter
     res = s.client.search(s.name, data=q.tolist(), limit=10, filter="bucket == 7", search_params=APPROX,
-                          output_fields=["bucket", "title", "category"])
+                          output_fields=["bucket", "title", "category"])  # repeated: resolved, in the scan
     for row in res:
         assert len(row) == 10
         for h in row:
@@ -208,15 +208,17 @@ def test_round_decimal_is_applied_by_the_front(front, int_served):
     np.testing.assert_allclose(scores, np.round(exact, 2), atol=1e-6)
 
 
-def test_a_filter_below_the_threshold_is_searched_upstream_exactly(int_served):
+def test_a_new_filter_is_searched_upstream_exactly_then_in_the_scan(int_served):
     s = int_served
-    rows = int(UPSTREAM_BELOW_FRACTION * N_INT) // 2
+    rows = 500
     expr = f"pk < {keys_of('int64', range(rows))[-1] + 1}"
     q = s.data.queries
-    res = s.client.search(s.name, data=q.tolist(), limit=10, filter=expr, search_params=APPROX)
+    first = s.client.search(s.name, data=q.tolist(), limit=10, filter=expr, search_params=APPROX)
     scores = q @ s.data.base[:rows].T
     want = np.array(keys_of("int64", range(rows)))[np.argsort(-scores, axis=1)[:, :10]]
-    assert hits_of(res)[0] == want.tolist()
+    assert hits_of(first)[0] == want.tolist()  # the upstream's FLAT: exact
+    again = s.client.search(s.name, data=q.tolist(), limit=10, filter=expr, search_params=APPROX)
+    assert hits_of(again)[0] == s.node_search(q, 10, APPROX["params"], keys_of("int64", range(rows)))[0]
 
 
 def test_writes_are_read_back_at_once(int_served):
@@ -403,8 +405,9 @@ def test_another_database(front, int_served):
     client.load_collection(name)
     rec = next(r for r in front.front.records() if r.collection == name)
     assert rec.db == "front_db" and name not in admin.list_collections()
-    ids, _ = hits_of(client.search(name, data=data.queries.tolist(), limit=5, search_params=APPROX,
-                                   filter="category == 'blog'", output_fields=["category"]))
+    for _ in range(2):  # a filter's first use goes upstream; the repeat is resolved and scanned
+        ids, _ = hits_of(client.search(name, data=data.queries.tolist(), limit=5, search_params=APPROX,
+                                       filter="category == 'blog'", output_fields=["category"]))
     allowed = [k for i, k in enumerate(keys_of("varchar", range(3000))) if CATEGORIES[i % 3] == "blog"]
     node_ids, _ = front.node.search(rec.node_name, data.queries, 5, APPROX["params"],
                                               allowed_ids=front.store.ids(rec.node_name, allowed, assign=False))

@@ -125,7 +125,7 @@ def test_key_map_is_stable_across_restarts(tmp_path):
     store.close()
 
 
-def test_filter_cache_is_invalidated_by_writes():
+def test_filter_cache_resolves_repeated_filters_and_is_invalidated_by_writes():
     cache, collection = FilterCache(entries=2), CollectionState("default", "docs")
     calls = []
 
@@ -133,14 +133,15 @@ def test_filter_cache_is_invalidated_by_writes():
         calls.append(1)
         return np.arange(len(calls), dtype=np.int64)
 
-    assert cache.allowed(collection, ("e",), resolve).tolist() == [0]
-    assert cache.allowed(collection, ("e",), resolve).tolist() == [0] and len(calls) == 1
+    assert cache.allowed(collection, ("e",), resolve) is None and not calls  # new: the upstream searches
+    assert cache.allowed(collection, ("e",), resolve).tolist() == [0]  # repeated: resolved
+    assert cache.allowed(collection, ("e",), resolve).tolist() == [0] and len(calls) == 1  # cached
     collection.version += 1  # a write
+    assert cache.allowed(collection, ("e",), resolve) is None  # new again at this version
     assert cache.allowed(collection, ("e",), resolve).tolist() == [0, 1]
     cache.allowed(collection, ("f",), resolve)
     cache.allowed(collection, ("g",), resolve)  # evicts ("e",), the least recently used
-    cache.allowed(collection, ("e",), resolve)
-    assert len(calls) == 5
+    assert cache.allowed(collection, ("e",), resolve) is None and len(calls) == 2
 
 
 def test_key_ranges_and_digests(tmp_path):

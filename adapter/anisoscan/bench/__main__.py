@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, grpc_overhead, inserts, kernel, milvus_lite, milvus_side_by_side, scaling, updates
+from . import compare, front, grpc_overhead, inserts, kernel, milvus_lite, milvus_side_by_side, scaling, updates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         "lite-segments", help="recall per segment size under the Milvus Lite plug-in's per-segment nlist/nprobe rule"))
     milvus_lite.add_writes_arguments(sub.add_parser(
         "lite-writes", help="insert latency in Milvus Lite while segment indexes build behind the writer"))
+    front.add_arguments(sub.add_parser(
+        "front", help="anisoscan's SCANN through `anisoscan front` against the Milvus server behind it",
+        description=front.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     scaling.add_arguments(sub.add_parser("scaling", help="memory, build time and batched QPS over thread counts",
                                          description=scaling.__doc__))
     updates.add_arguments(sub.add_parser("updates", help="one-row delete, upsert, get_vectors and filter costs",

@@ -43,6 +43,7 @@ from .sync import (
     ServedField,
     Syncer,
     Write,
+    WriteClock,
     primary_keys,
     query,
     with_db,
@@ -50,11 +51,6 @@ from .sync import (
 
 log = logging.getLogger(__name__)
 
-# A filter passing fewer than this fraction of the rows is handed to the upstream, whose FLAT
-# index scores exactly the rows that pass, so few rows cost little there; above it, the id
-# mask inside the SCANN scan wins. A starting point: where the crossover lies on a given
-# machine and dimension is to be measured (see the README).
-UPSTREAM_BELOW_FRACTION = 0.01
 UPSTREAM_INDEX_TYPE = "FLAT"  # what the front creates upstream so the collection can load (README)
 DELETE_BATCH = EXPORT_BATCH  # primary keys per forwarded delete expression
 
@@ -75,6 +71,7 @@ class Front:
         self.index_types = tuple(name.upper() for name in index_types)
         self.syncer = Syncer(upstream, node, store)
         self.filters = FilterCache()
+        self.writes = WriteClock()
         self._collections: dict[tuple[str, str], CollectionState] = {}
         self._lock = threading.Lock()
         self._restore()
@@ -244,19 +241,23 @@ class Front:
 
     def get_index_state(self, request: milvus_pb2.GetIndexStateRequest, md: Metadata) -> Message:
         reply = self.upstream.call("GetIndexState", request, milvus_pb2.GetIndexStateResponse, md)
-        served = self._matching(self._collection(_db(request, md), request.collection_name), request.field_name,
-                                request.index_name)
-        if is_ok(reply.status) and len(served) == 1:
-            reply.state, reply.fail_reason = _STATES[served[0].record.state], served[0].record.error
+        served = self._the_served_index(reply, request, md)
+        if served is not None:
+            reply.state, reply.fail_reason = _STATES[served.record.state], served.record.error
         return reply
 
     def get_index_build_progress(self, request: milvus_pb2.GetIndexBuildProgressRequest, md: Metadata) -> Message:
         reply = self.upstream.call("GetIndexBuildProgress", request, milvus_pb2.GetIndexBuildProgressResponse, md)
+        served = self._the_served_index(reply, request, md)
+        if served is not None:
+            reply.indexed_rows, reply.total_rows = self._rows(served)
+        return reply
+
+    def _the_served_index(self, reply: Message, request: Message, md: Metadata) -> Any:
+        """The one served index a state or progress request names, when the upstream answered it."""
         served = self._matching(self._collection(_db(request, md), request.collection_name), request.field_name,
                                 request.index_name)
-        if is_ok(reply.status) and len(served) == 1:
-            reply.indexed_rows, reply.total_rows = self._rows(served[0])
-        return reply
+        return served[0] if is_ok(reply.status) and len(served) == 1 else None
 
     def drop_index(self, request: milvus_pb2.DropIndexRequest, md: Metadata) -> common_pb2.Status:
         collection = self._collection(_db(request, md), request.collection_name)
@@ -310,10 +311,11 @@ class Front:
     def _write(self, method: str, request: Any, md: Metadata) -> Message:
         collection = self._collection(_db(request, md), request.collection_name)
         if collection is None or not collection.fields:
-            return self.upstream.call(method, request, milvus_pb2.MutationResult, md)
+            return self._forward_write(method, request, md)
         with collection.lock:  # held until applied: the index sees writes in the upstream's order
             reply = self.upstream.call(method, request, milvus_pb2.MutationResult, md)
             if is_ok(reply.status):
+                self.writes.saw(reply.timestamp)
                 keys = t.keys_of(reply.IDs)
                 vectors = {}
                 for served in collection.fields.values():
@@ -321,6 +323,13 @@ class Front:
                     if x is not None:
                         vectors[served.record.field] = x
                 self.syncer.apply(collection, Write(keys, vectors))
+        return reply
+
+    def _forward_write(self, method: str, request: Any, md: Metadata) -> Message:
+        """A write to a collection the front serves nothing of: forwarded, and its time kept."""
+        reply = self.upstream.call(method, request, milvus_pb2.MutationResult, md)
+        if is_ok(reply.status):
+            self.writes.saw(reply.timestamp)
         return reply
 
     def delete(self, request: milvus_pb2.DeleteRequest, md: Metadata) -> Message:
@@ -332,11 +341,11 @@ class Front:
         """
         collection = self._collection(_db(request, md), request.collection_name)
         if collection is None or not collection.fields:
-            return self.upstream.call("Delete", request, milvus_pb2.MutationResult, md)
+            return self._forward_write("Delete", request, md)
         rec = next(iter(collection.fields.values())).record
         partitions = [request.partition_name] if request.partition_name else []
         with collection.lock:
-            keys = primary_keys(self.upstream, rec, request.expr, md, partitions, request)
+            keys = primary_keys(self.upstream, rec, request.expr, md, partitions, request, self.writes.session_ts())
             result = milvus_pb2.MutationResult(status=common_pb2.Status(), IDs=t.ids_proto(keys, rec.pk_type))
             for start in range(0, len(keys), DELETE_BATCH):
                 forwarded = milvus_pb2.DeleteRequest()
@@ -350,6 +359,7 @@ class Front:
                     return reply
                 result.delete_cnt += reply.delete_cnt
                 result.timestamp = max(result.timestamp, reply.timestamp)
+                self.writes.saw(reply.timestamp)
             if keys:
                 self.syncer.apply(collection, Write(keys))
         return result
@@ -393,7 +403,7 @@ class Front:
         allowed = None
         if request.dsl or request.partition_names:
             allowed = self._allowed(collection, served, request, md)
-            if allowed.size < UPSTREAM_BELOW_FRACTION * self.node.describe(rec.node_name).num_rows:
+            if allowed is None:  # a filter new at this version: the upstream's exact search is cheaper
                 return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)
         if allowed is not None and not allowed.size:
             ids, scores = np.full((len(x), k), -1, np.int64), np.zeros((len(x), k), np.float32)
@@ -404,13 +414,14 @@ class Front:
         return t.search_results(rec.collection, hits, spec.limit, rec.pk_type, columns)
 
     def _allowed(self, collection: CollectionState, served: ServedField, request: milvus_pb2.SearchRequest,
-                 md: Metadata) -> np.ndarray:
+                 md: Metadata) -> np.ndarray | None:
         rec = served.record
         template = tuple(sorted((k, v.SerializeToString(deterministic=True))
                                 for k, v in request.expr_template_values.items()))
 
         def resolve() -> np.ndarray:
-            keys = primary_keys(self.upstream, rec, request.dsl, md, request.partition_names, request)
+            keys = primary_keys(self.upstream, rec, request.dsl, md, request.partition_names, request,
+                                self.writes.session_ts())
             ids = self.store.ids(rec.node_name, keys, assign=False)
             return np.unique(ids[ids >= 0])
 
@@ -436,7 +447,7 @@ class Front:
         if not unique:
             return []
         reply = query(self.upstream, rec.db, rec.collection, t.pk_in(rec.pk_field, unique),
-                      list(request.output_fields), md)
+                      list(request.output_fields), md, after=self.writes.session_ts())
         pk_column = next(c for c in reply.fields_data if c.field_name == rec.pk_field)
         position = {k: i for i, k in enumerate(t.column_values(pk_column))}
         for r, row in enumerate(hits.keys):

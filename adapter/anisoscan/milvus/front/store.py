@@ -123,15 +123,9 @@ class FrontStore:
         return np.fromiter((known.get(k, -1) for k in keys), np.int64, len(keys))
 
     def keys(self, node_name: str, ids: Sequence[int]) -> dict[int, Any]:
-        out: dict[int, Any] = {}
-        unique = list(dict.fromkeys(int(i) for i in ids))
         with self._lock:
-            for b in range(0, len(unique), _CHUNK):
-                chunk = unique[b:b + _CHUNK]
-                out.update(self._db.execute(
-                    f"SELECT id, key FROM keys WHERE node_name = ? AND id IN ({', '.join('?' * len(chunk))})",
-                    (node_name, *chunk)).fetchall())
-        return out
+            return self._select_in("SELECT id, key FROM keys WHERE node_name = ? AND id IN ({})", node_name,
+                                   [int(i) for i in ids])
 
     def set_digests(self, node_name: str, ids: Sequence[int], digests: Sequence[int | None]) -> None:
         """Records what the index now holds for these ids (None: nothing)."""
@@ -158,11 +152,13 @@ class FrontStore:
             return dict(self._db.execute(sql, args).fetchall())
 
     def _lookup(self, node_name: str, keys: Sequence[Any]) -> dict[Any, int]:
-        found: dict[Any, int] = {}
-        unique = list(dict.fromkeys(keys))
+        return self._select_in("SELECT key, id FROM keys WHERE node_name = ? AND key IN ({})", node_name, keys)
+
+    def _select_in(self, sql: str, node_name: str, values: Sequence[Any]) -> dict[Any, Any]:
+        """Two-column rows of `sql` for the distinct values, in chunks SQLite's parameter limit allows."""
+        out: dict[Any, Any] = {}
+        unique = list(dict.fromkeys(values))
         for b in range(0, len(unique), _CHUNK):
             chunk = unique[b:b + _CHUNK]
-            found.update(self._db.execute(
-                f"SELECT key, id FROM keys WHERE node_name = ? AND key IN ({', '.join('?' * len(chunk))})",
-                (node_name, *chunk)).fetchall())
-        return found
+            out.update(self._db.execute(sql.format(", ".join("?" * len(chunk))), (node_name, *chunk)).fetchall())
+        return out
