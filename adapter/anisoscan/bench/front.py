@@ -15,21 +15,15 @@ upstream, at selectivities from 0.1% to 20%.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..datasets import SOURCE_HELP, load
 from ..metrics import recall_at_k
-from ..params import option_help
-from .milvus_side_by_side import _free_port
-from .workloads import prepare
+from .servers import add_milvus_arguments, milvus_server, milvus_workload, write_results
 
 log = logging.getLogger(__name__)
 
@@ -179,28 +173,17 @@ def markdown(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
-    from milvus import MilvusServer
     from pymilvus import MilvusClient
 
     from ..milvus.front import FrontServer, Settings
 
-    ds = load(args.dataset)
-    if args.n and len(ds.base) > args.n:
-        rows = np.sort(np.random.default_rng(0).choice(len(ds.base), args.n, replace=False))
-        ds.base, ds.ground_truth = np.asarray(ds.base)[rows], None
-    w = prepare(ds, str(args.dataset or "shipped"), args.k)
-    queries, truth = w.queries[: args.queries], w.truth[: args.queries]
-    nlist = args.nlist or max(16, int(4 * np.sqrt(len(w.base))))
+    w, nlist = milvus_workload(args)
+    queries, truth = w.queries, w.truth
     nprobes = [max(1, nlist * f // 100) for f in (2, 4, 8)]
     scann = [{"nprobe": p, "reorder_k": 4 * args.k} for p in nprobes]
     hnsw = [{"ef": e} for e in (32, 64, 128)]
-    server = MilvusServer()
-    with tempfile.TemporaryDirectory() as tmp:
-        server.set_base_dir(tmp)
-        server.listen_port = _free_port()
-        server.start()
-        uri = f"http://127.0.0.1:{server.listen_port}"
-        front = FrontServer.start(Settings(uri, Path(tmp) / "front", port=0, reconcile_interval_s=0))
+    with milvus_server() as (uri, tmp):
+        front = FrontServer.start(Settings(uri, tmp / "front", port=0, reconcile_interval_s=0))
         try:
             direct, through = MilvusClient(uri), MilvusClient(f"http://127.0.0.1:{front.port}")
             log.info("loading %d x %d rows three times (front, Milvus SCANN, Milvus HNSW)", *w.base.shape)
@@ -225,21 +208,11 @@ def run(args: argparse.Namespace) -> int:
                       "filters": _filter_handoff(through, "bench_front", queries[:100], args.k, scann[1])}
         finally:
             front.stop()
-            server.stop()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"front-{w.name}.json").write_text(json.dumps(report, indent=2))
-    (out / f"front-{w.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    print(write_results(report, args.out, f"front-{w.name}", markdown))
     return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
-    p.add_argument("--n", type=int, default=100_000, help="subsample the base to N vectors (default 100000; 0: all)")
-    p.add_argument("--queries", type=int, default=300, help="queries searched (default 300)")
-    p.add_argument("--nlist", type=int, default=0, help=option_help("nlist", "default 0: 4 x sqrt(rows)"))
-    p.add_argument("--k", type=int, default=10, help=option_help("k", "default 10"))
+    add_milvus_arguments(p, queries=300)
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per concurrency level (default 3)")
-    p.add_argument("--out", default="bench/results", help="folder for the results (default bench/results)")
     p.set_defaults(run=run)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,9 @@ import numpy as np
 from ..datasets import make_clustered
 from ..index import Index
 from ..node.client import Client
+from .servers import free_port
 
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _qps(search, queries: np.ndarray, batch: int, seconds: float) -> float:
@@ -45,7 +39,7 @@ def measure(n: int, dim: int, nq: int, seconds: float) -> dict:
     params = {"index_type": "SCANN", "metric_type": "IP", "params": {"nlist": 256, "with_raw_data": True}}
     search_params = {"nprobe": 16, "reorder_k": 40}
     local = Index.from_milvus_params(dim, params).build(data.base)
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen([sys.executable, "-m", "anisoscan.cli", "serve", "--data-dir", str(Path(tmp)),
                                    "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

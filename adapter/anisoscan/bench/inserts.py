@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,9 @@ import numpy as np
 
 from ..datasets import make_clustered
 from ..node.client import Client
+from .servers import free_port
 
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_up(client: Client) -> None:
@@ -45,7 +39,7 @@ def measure(n: int, dim: int, batches: list[int], seconds: float, data_dir: Path
     data = make_clustered(n, dim, n_queries=1, metric="L2", seed=0)
     params = {"index_type": "SCANN", "metric_type": "L2", "params": {"nlist": 64, "with_raw_data": True}}
     rng = np.random.default_rng(1)
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         server = subprocess.Popen([sys.executable, "-m", "anisoscan.cli", "serve", "--data-dir", tmp,
                                    "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

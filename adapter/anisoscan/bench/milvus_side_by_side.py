@@ -11,30 +11,18 @@ all of them use every core.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import socket
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..datasets import SOURCE_HELP, load
 from ..index import Index
 from ..metrics import recall_at_k
-from ..params import option_help
-from .workloads import prepare
+from .servers import add_milvus_arguments, milvus_server, milvus_workload, write_results
 
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def milvus_indexes(dim: int, nlist: int) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
@@ -143,44 +131,16 @@ def markdown(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
-    from milvus import MilvusServer
-
-    ds = load(args.dataset)
-    rng = np.random.default_rng(0)
-    if args.n and len(ds.base) > args.n:
-        ds.base = np.asarray(ds.base)[np.sort(rng.choice(len(ds.base), args.n, replace=False))]
-        ds.ground_truth = None
-    ds.queries = ds.queries[: args.queries]
-    if ds.ground_truth is not None:
-        ds.ground_truth = ds.ground_truth[: args.queries]
-    w = prepare(ds, str(args.dataset or "shipped"), args.k)
-    nlist = args.nlist or max(16, int(4 * np.sqrt(len(w.base))))
-    server = MilvusServer()
-    with tempfile.TemporaryDirectory() as tmp:
-        server.set_base_dir(tmp)
-        server.listen_port = _free_port()
-        server.start()
-        try:
-            milvus = run_milvus(f"http://127.0.0.1:{server.listen_port}", w.base, w.queries, w.truth, w.metric,
-                                nlist, args.k)
-        finally:
-            server.stop()
+    w, nlist = milvus_workload(args)
+    with milvus_server() as (uri, _):
+        milvus = run_milvus(uri, w.base, w.queries, w.truth, w.metric, nlist, args.k)
     ours = run_anisoscan(w.base, w.queries, w.truth, w.metric, nlist, args.k)
     report = {"dataset": w.name, "n": len(w.base), "nq": len(w.queries), "metric": w.metric, "nlist": nlist,
               "milvus_version": "2.3.5", "results": ours + milvus}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"milvus-{w.name}.json").write_text(json.dumps(report, indent=2))
-    (out / f"milvus-{w.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    print(write_results(report, args.out, f"milvus-{w.name}", markdown))
     return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
-    p.add_argument("--n", type=int, default=100_000, help="subsample the base to N vectors (0: all)")
-    p.add_argument("--queries", type=int, default=1000, help="queries searched (default 1000)")
-    p.add_argument("--nlist", type=int, default=0, help=option_help("nlist", "default 0: 4 x sqrt(rows)"))
-    p.add_argument("--k", type=int, default=10, help=option_help("k", "default 10"))
-    p.add_argument("--out", default="bench/results", help="folder for the .json and .md results")
+    add_milvus_arguments(p, queries=1000)
     p.set_defaults(run=run)

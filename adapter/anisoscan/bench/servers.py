@@ -1,0 +1,74 @@
+"""What the benchmarks that start servers share: a free port, a real Milvus server, the data
+and options of the Milvus benchmarks, and how they write their results."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..datasets import SOURCE_HELP, load
+from ..params import option_help
+from .workloads import Workload, prepare
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def milvus_server() -> Iterator[tuple[str, Path]]:
+    """A Milvus 2.3.5 standalone server (the PyPI `milvus` package) in a temporary folder:
+    (its URI, the folder, for whatever else the benchmark keeps there). Stopped on exit."""
+    from milvus import MilvusServer
+
+    server = MilvusServer()
+    with tempfile.TemporaryDirectory() as tmp:
+        server.set_base_dir(tmp)
+        server.listen_port = free_port()
+        server.start()
+        try:
+            yield f"http://127.0.0.1:{server.listen_port}", Path(tmp)
+        finally:
+            server.stop()
+
+
+def milvus_workload(args: argparse.Namespace) -> tuple[Workload, int]:
+    """The dataset subsampled to --n rows and --queries queries, and the nlist to use."""
+    ds = load(args.dataset)
+    if args.n and len(ds.base) > args.n:
+        rows = np.sort(np.random.default_rng(0).choice(len(ds.base), args.n, replace=False))
+        ds.base, ds.ground_truth = np.asarray(ds.base)[rows], None
+    ds.queries = ds.queries[: args.queries]
+    if ds.ground_truth is not None:
+        ds.ground_truth = ds.ground_truth[: args.queries]
+    w = prepare(ds, str(args.dataset or "shipped"), args.k)
+    return w, args.nlist or max(16, int(4 * np.sqrt(len(w.base))))
+
+
+def add_milvus_arguments(p: argparse.ArgumentParser, queries: int) -> None:
+    p.add_argument("--dataset", help=f"{SOURCE_HELP} (default: the shipped GloVe sample)")
+    p.add_argument("--n", type=int, default=100_000, help="subsample the base to N vectors (default 100000; 0: all)")
+    p.add_argument("--queries", type=int, default=queries, help=f"queries searched (default {queries})")
+    p.add_argument("--nlist", type=int, default=0, help=option_help("nlist", "default 0: 4 x sqrt(rows)"))
+    p.add_argument("--k", type=int, default=10, help=option_help("k", "default 10"))
+    p.add_argument("--out", default="bench/results", help="folder for the results (default bench/results)")
+
+
+def write_results(report: dict[str, Any], out: str, stem: str, markdown: Callable[[dict[str, Any]], str]) -> str:
+    """<out>/<stem>.json and .md; returns the markdown."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    (folder / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (folder / f"{stem}.md").write_text(text)
+    return text
