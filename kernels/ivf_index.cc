@@ -336,26 +336,6 @@ void IvfIndex::save(const std::string& path) const {
   w.finish(path);
 }
 
-namespace {
-
-// Versions 1 to 4 stored a fixed list of parameters; version 2 and earlier lack by_residual
-// (their codes are residual).
-void read_fixed_params(IndexFileReader& r, IndexParams& ip) {
-  ip.nlist = r.get<uint64_t>();
-  ip.with_raw_data = r.get<uint8_t>();
-  ip.training_sample_size = r.get<uint64_t>();
-  ip.kmeans_iters = r.get<int32_t>();
-  ip.seed = r.get<uint64_t>();
-  ip.sub_dim = r.get<uint64_t>();
-  ip.anisotropic_threshold = r.get<double>();
-  ip.exact_eta = r.get<uint8_t>();
-  ip.anisotropic_codebooks = r.get<uint8_t>();
-  ip.pq_iterations = r.get<int32_t>();
-  ip.by_residual = r.version() >= 3 ? r.get<uint8_t>() != 0 : true;
-}
-
-}  // namespace
-
 IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum) {
   IndexFileReader r(path, mmap, verify_checksum);
   IndexParams ip;

@@ -1,5 +1,5 @@
-// A config in an index file (version 5 and later), written from the declarations in
-// params.h, so a new parameter needs no change here:
+// A config in an index file. Version 5 and later write it from the declarations in params.h,
+// so a new parameter needs no change here:
 //   u32   count
 //   then per parameter: u8 name length, the name, u8 kind, 8 bytes
 //   kind: 0 unset (a derived default not yet resolved), 1 integer or enum value (u64),
@@ -117,6 +117,22 @@ void read_params(IndexFileReader& r, Config& c) {
   });
   if (!entries.empty())
     r.fail("parameter '" + entries.begin()->first + "' is unknown to this build: written by a newer anisoscan");
+}
+
+// Versions 1 to 4 stored a fixed list of parameters; version 2 and earlier lack by_residual
+// (their codes are residual).
+inline void read_fixed_params(IndexFileReader& r, IndexParams& ip) {
+  ip.nlist = r.get<uint64_t>();
+  ip.with_raw_data = r.get<uint8_t>();
+  ip.training_sample_size = r.get<uint64_t>();
+  ip.kmeans_iters = r.get<int32_t>();
+  ip.seed = r.get<uint64_t>();
+  ip.sub_dim = r.get<uint64_t>();
+  ip.anisotropic_threshold = r.get<double>();
+  ip.exact_eta = r.get<uint8_t>();
+  ip.anisotropic_codebooks = r.get<uint8_t>();
+  ip.pq_iterations = r.get<int32_t>();
+  ip.by_residual = r.version() >= 3 ? r.get<uint8_t>() != 0 : true;
 }
 
 }  // namespace anisoscan
