@@ -4,7 +4,6 @@ server (PyPI `milvus` 2.3.5, started here), and a Docker deployment reached via 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -12,13 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # server_process helper
 
+from server_process import free_port  # noqa: E402
+
 pymilvus = pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install '.[test]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +25,7 @@ def milvus_server(tmp_path_factory):
         pytest.skip(f"the PyPI package 'milvus' (a Milvus 2.3.5 server) is not installed: {e}")
     server = MilvusServer()
     server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
-    server.listen_port = _free_port()
+    server.listen_port = free_port()
     server.start()
     try:
         yield server
