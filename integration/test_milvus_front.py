@@ -85,11 +85,11 @@ def connect(server: FrontServer) -> MilvusClient:
 class Served:
     """A collection behind the front, with what the tests need to check its answers."""
 
-    def __init__(self, front: FrontServer, pk_type: str, n: int, metric: str, seed: int) -> None:
+    def __init__(self, front: FrontServer, pk_type: str, n: int, metric: str, seed: int, insert: bool = True) -> None:
         self.front, self.pk_type, self.metric = front, pk_type, metric
         self.data = make_clustered(n, DIM, n_queries=20, n_clusters=64, metric=metric, seed=seed)
         self.client = connect(front)
-        self.name = create_collection(self.client, pk_type, self.data.base)
+        self.name = create_collection(self.client, pk_type, self.data.base if insert else self.data.base[:0])
 
     @property
     def node_name(self) -> str:
@@ -156,6 +156,37 @@ def test_search_is_served_by_anisoscan(which, int_served, str_served):
     assert all(isinstance(k, str if which == "str" else int) for row in ids for k in row)
     exact, _ = served.node_search(q, 10, {"nprobe": 256 if which == "int" else 64, "reorder_k": 10_000})
     assert ids != exact, "nprobe=2 should be approximate; equal results would not show who answered"
+
+
+def test_an_index_created_before_its_data_is_trained_at_the_flush(front):
+    """VectorDBBench's order: collection, index, load, then inserts and a flush."""
+    s = Served(front, "int64", 4000, "IP", seed=7, insert=False)
+    create_scann(s.client, s.name, "IP", 32)  # returns at once: nothing to index yet
+    d = s.client.describe_index(s.name, "vector")
+    assert (d["state"], d["indexed_rows"], d["total_rows"]) == ("Finished", 0, 0)  # as Milvus reports it
+    scalar = s.client.prepare_index_params()
+    scalar.add_index("bucket", index_type="STL_SORT")
+    s.client.create_index(s.name, scalar)  # another index before the load, which Milvus 2.3 then checks
+    s.client.load_collection(s.name)
+    for b in range(0, 4000, 1000):
+        s.client.insert(s.name, make_rows("int64", s.data.base[b:b + 1000], b))
+    q = s.data.queries
+    # Not trained yet: the upstream answers, exactly.
+    got = np.array(hits_of(s.client.search(s.name, data=q.tolist(), limit=10, search_params=APPROX))[0])
+    truth = np.argsort(-(q @ s.data.base.T), axis=1)[:, :10]
+    assert recall_at_k(got + 50_000, truth, 10) >= 0.99  # int64 keys are row - 50,000
+    assert s.node_name not in front.node.names()
+    s.client.flush(s.name)
+    deadline = time.monotonic() + 60
+    while (d := s.client.describe_index(s.name, "vector"))["state"] != "Finished" or d["indexed_rows"] < 4000:
+        assert d["state"] == "InProgress" and time.monotonic() < deadline, d
+        time.sleep(0.2)
+    assert (d["indexed_rows"], d["total_rows"]) == (4000, 4000)
+    ids, scores = hits_of(s.client.search(s.name, data=q.tolist(), limit=10, search_params=APPROX))
+    want_ids, want_scores = s.node_search(q, 10, APPROX["params"])
+    assert ids == want_ids  # now served by anisoscan
+    np.testing.assert_allclose(np.array(scores), np.array(want_scores), rtol=1e-6)
+    s.client.drop_collection(s.name)
 
 
 def test_recall_against_numpy_exact(int_served):

@@ -64,6 +64,23 @@ def test_a_vectordbbench_folder_maps_ids_to_rows(tmp_path, arrays):
     np.testing.assert_array_equal(d.ground_truth, truth)
 
 
+def test_a_dataset_written_for_vectordbbench_reads_back(tmp_path, arrays):
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install '.[test]')")
+    import pyarrow.parquet as pq
+
+    base, queries, truth = arrays
+    datasets.save_vectordbbench(datasets.Dataset("tiny", base, queries, "IP", truth), tmp_path / "vdb", k=5)
+    schema = pq.read_schema(tmp_path / "vdb" / "train.parquet")
+    emb = schema.field("emb").type  # what VectorDBBench reads: int64 ids, lists of float32
+    assert schema.field("id").type == pa.int64() and pa.types.is_list(emb) and emb.value_type == pa.float32()
+    d = datasets.load(tmp_path / "vdb", metric="IP")
+    np.testing.assert_array_equal(d.base, base)
+    np.testing.assert_array_equal(d.queries, queries)
+    np.testing.assert_array_equal(d.ground_truth, truth[:, :5])
+    with pytest.raises(ValueError, match="ground truth"):
+        datasets.save_vectordbbench(datasets.Dataset("none", base, queries, "IP", None), tmp_path / "x")
+
+
 def test_a_public_name_is_downloaded_once(tmp_path, monkeypatch, arrays):
     h5py = pytest.importorskip("h5py", reason="h5py is not installed (pip install '.[test]')")
     base, queries, truth = arrays

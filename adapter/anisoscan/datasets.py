@@ -140,6 +140,30 @@ def load_vectordbbench(folder: str | Path, metric: str = "COSINE") -> Dataset:
     return Dataset(folder.name, base, queries, metric.upper(), gt)
 
 
+def save_vectordbbench(ds: Dataset, folder: str | Path, k: int = 100) -> Path:
+    """Writes `ds` as a VectorDBBench custom dataset (what load_vectordbbench reads): rows keep
+    their numbers as ids; neighbors.parquet holds the first `k` ground-truth ids of each query."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if ds.ground_truth is None:
+        raise ValueError(f"{ds.name}: a VectorDBBench dataset needs ground truth; this one has none")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def vectors(x: np.ndarray) -> pa.Table:
+        x = np.ascontiguousarray(x, np.float32)
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1]).cast(pa.list_(pa.float32()))
+        return pa.table({"id": np.arange(len(x), dtype=np.int64), "emb": emb})
+
+    pq.write_table(vectors(ds.base), folder / "train.parquet")
+    pq.write_table(vectors(ds.queries), folder / "test.parquet")
+    gt = np.asarray(ds.ground_truth, np.int64)[:, :k]
+    pq.write_table(pa.table({"id": np.arange(len(gt), dtype=np.int64),
+                             "neighbors_id": pa.array(list(gt), pa.list_(pa.int64()))}), folder / "neighbors.parquet")
+    return folder
+
+
 def download(url: str, dest: Path) -> Path:
     """Fetches url to dest once (through a .part file and a rename), with a progress bar."""
     if dest.exists():

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, front, grpc_overhead, inserts, kernel, milvus_lite, milvus_side_by_side, scaling, updates
+from . import (
+    compare,
+    front,
+    grpc_overhead,
+    inserts,
+    kernel,
+    milvus_lite,
+    milvus_side_by_side,
+    scaling,
+    updates,
+    vdbbench,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     front.add_arguments(sub.add_parser(
         "front", help="anisoscan's SCANN through `anisoscan front` against the Milvus server behind it",
         description=front.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    vdbbench.add_arguments(sub.add_parser(
+        "vdbbench", help="VectorDBBench drives the front, and the upstream's own SCANN and HNSW, in one run",
+        description=vdbbench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     scaling.add_arguments(sub.add_parser("scaling", help="memory, build time and batched QPS over thread counts",
                                          description=scaling.__doc__))
     updates.add_arguments(sub.add_parser("updates", help="one-row delete, upsert, get_vectors and filter costs",

@@ -1,7 +1,8 @@
 """`python -m anisoscan.bench front`: anisoscan's SCANN through the Milvus-protocol front
 against the Milvus server it stands before, in one run, measured as VectorDBBench measures a
 database: recall@k, serial latency (one client, one query per call: p50 and p99) and QPS
-with 1, 5 and 10 concurrent clients, each sending one query per call.
+with 1, 5 and 10 concurrent client processes, each sending one query per call. The front runs
+as its own process (`anisoscan front`), as in production.
 
 Contenders, all reached with pymilvus MilvusClient on the same data and nlist:
   anisoscan SCANN (front)   the collection indexed SCANN through `anisoscan front`
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..metrics import recall_at_k
-from .servers import add_milvus_arguments, milvus_server, milvus_workload, write_results
+from .servers import add_milvus_arguments, front_process, milvus_server, milvus_workload, write_results
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def _search(client: Any, name: str, queries: np.ndarray, k: int, params: dict[st
     return [[hit["id"] for hit in row] for row in res]
 
 
-def _measure(client: Any, name: str, queries: np.ndarray, truth: np.ndarray, k: int, params: dict[str, Any],
+def _measure(uri: str, client: Any, name: str, queries: np.ndarray, truth: np.ndarray, k: int, params: dict[str, Any],
              seconds: float) -> dict[str, Any]:
     ids = np.array([row + [-1] * (k - len(row)) for row in _search(client, name, queries, k, params)])
     latencies = []
@@ -72,19 +74,38 @@ def _measure(client: Any, name: str, queries: np.ndarray, truth: np.ndarray, k: 
                              "p50_ms": 1e3 * float(np.percentile(latencies, 50)),
                              "p99_ms": 1e3 * float(np.percentile(latencies, 99))}
     for c in CONCURRENCY:
-        def client_loop(offset: int, deadline: float) -> int:
-            done = 0
-            while time.perf_counter() < deadline:
-                _search(client, name, queries[(offset + done) % len(queries)][None, :], k, params)
-                done += 1
-            return done
-
-        deadline = time.perf_counter() + seconds
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(c) as pool:
-            total = sum(pool.map(client_loop, range(0, c * 97, 97), [deadline] * c))
-        point[f"qps_c{c}"] = total / (time.perf_counter() - t0)
+        point[f"qps_c{c}"] = _concurrent_qps(uri, name, queries, k, params, c, seconds)
     return point
+
+
+def _concurrent_qps(uri: str, name: str, queries: np.ndarray, k: int, params: dict[str, Any], clients: int,
+                    seconds: float) -> float:
+    """QPS of `clients` client processes (as VectorDBBench runs them), each connected before the clock starts."""
+    ctx = multiprocessing.get_context("spawn")
+    start, counts = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [ctx.Process(target=_client_process, args=(uri, name, queries, k, params, 97 * i, seconds, start, counts))
+             for i in range(clients)]
+    for proc in procs:
+        proc.start()
+    start.wait(timeout=120)
+    total = sum(counts.get(timeout=seconds + 120) for _ in procs)
+    for proc in procs:
+        proc.join()
+    return total / seconds
+
+
+def _client_process(uri: str, name: str, queries: np.ndarray, k: int, params: dict[str, Any], offset: int,
+                    seconds: float, start: Any, counts: Any) -> None:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri)
+    _search(client, name, queries[:1], k, params)
+    start.wait(timeout=120)
+    deadline, done = time.perf_counter() + seconds, 0
+    while time.perf_counter() < deadline:
+        _search(client, name, queries[(offset + done) % len(queries)][None, :], k, params)
+        done += 1
+    counts.put(done)
 
 
 def _filter_handoff(client: Any, name: str, queries: np.ndarray, k: int,
@@ -113,39 +134,54 @@ def _filter_handoff(client: Any, name: str, queries: np.ndarray, k: int,
     return rows
 
 
-def _where_time_goes(front: Any, client: Any, direct: Any, queries: np.ndarray, k: int,
-                     params: dict[str, Any], hnsw_params: dict[str, Any]) -> dict[str, float]:
-    node_name = next(r.node_name for r in front.front.records() if r.collection == "bench_front")
-
-    def mean_ms(fn: Any) -> float:
-        fn(queries[0])
-        t0 = time.perf_counter()
-        for q in queries:
-            fn(q)
-        return 1e3 * (time.perf_counter() - t0) / len(queries)
-
-    batch_node = time.perf_counter()
-    front.node.search(node_name, queries, k, {key: str(v) for key, v in params.items()})
-    batch_node = time.perf_counter() - batch_node
-    batch_front = time.perf_counter()
+def _where_time_goes(client: Any, direct: Any, queries: np.ndarray, k: int, params: dict[str, Any],
+                     hnsw_params: dict[str, Any]) -> dict[str, float]:
+    """Mean ms per call through the front, and for a forwarded search through the front and direct."""
+    batch = time.perf_counter()
     _search(client, "bench_front", queries, k, params)
-    batch_front = time.perf_counter() - batch_front
-    str_params = {key: str(v) for key, v in params.items()}
+    batch = time.perf_counter() - batch
     return {
-        "front_ms": mean_ms(lambda q: _search(client, "bench_front", q[None, :], k, params)),
-        "node_in_process_ms": mean_ms(lambda q: front.node.search(node_name, q[None, :], k, str_params)),
-        "hnsw_through_front_ms": mean_ms(lambda q: _search(client, "bench_hnsw", q[None, :], k, hnsw_params)),
-        "hnsw_direct_ms": mean_ms(lambda q: _search(direct, "bench_hnsw", q[None, :], k, hnsw_params)),
-        "batch_front_ms_per_query": 1e3 * batch_front / len(queries),
-        "batch_node_ms_per_query": 1e3 * batch_node / len(queries),
+        "front_ms": _mean_ms(lambda q: _search(client, "bench_front", q[None, :], k, params), queries),
+        "hnsw_through_front_ms": _mean_ms(lambda q: _search(client, "bench_hnsw", q[None, :], k, hnsw_params),
+                                          queries),
+        "hnsw_direct_ms": _mean_ms(lambda q: _search(direct, "bench_hnsw", q[None, :], k, hnsw_params), queries),
+        "batch_front_ms_per_query": 1e3 * batch / len(queries),
     }
+
+
+def _node_in_process(front_dir: Path, queries: np.ndarray, k: int, params: dict[str, Any]) -> dict[str, float]:
+    """The same searches on the front's index opened in this process, once the front has stopped."""
+    from ..milvus.front.store import FrontStore
+    from ..node import IndexNode
+
+    store = FrontStore(front_dir)
+    node_name = next(r.node_name for r in store.records() if r.collection == "bench_front")
+    store.close()
+    node = IndexNode(front_dir / "node")
+    try:
+        str_params = {key: str(v) for key, v in params.items()}
+        batch = time.perf_counter()
+        node.search(node_name, queries, k, str_params)
+        batch = time.perf_counter() - batch
+        return {"node_in_process_ms": _mean_ms(lambda q: node.search(node_name, q[None, :], k, str_params), queries),
+                "batch_node_ms_per_query": 1e3 * batch / len(queries)}
+    finally:
+        node.close()
+
+
+def _mean_ms(fn: Any, queries: np.ndarray) -> float:
+    fn(queries[0])
+    t0 = time.perf_counter()
+    for q in queries:
+        fn(q)
+    return 1e3 * (time.perf_counter() - t0) / len(queries)
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# anisoscan front before Milvus {report['milvus_version']}: {report['dataset']}", "",
              f"{report['n']:,} x {report['dim']} vectors, metric {report['metric']}, {report['nq']} queries, "
-             f"nlist {report['nlist']}, k {report['k']}. One client: serial latency; then 1/5/10 clients, one query "
-             "per call, for the stated seconds each.", "",
+             f"nlist {report['nlist']}, k {report['k']}. One client: serial latency; then 1/5/10 client processes, "
+             f"one query per call, for {report['seconds_per_concurrency']:g} s each. The front is its own process.", "",
              "| index | search params | recall@k | p50 ms | p99 ms | QPS c1 | QPS c5 | QPS c10 |",
              "|---|---|---|---|---|---|---|---|"]
     for label, points in report["contenders"].items():
@@ -175,7 +211,6 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
     from pymilvus import MilvusClient
 
-    from ..milvus.front import FrontServer, Settings
 
     w, nlist = milvus_workload(args)
     queries, truth = w.queries, w.truth
@@ -183,9 +218,8 @@ def run(args: argparse.Namespace) -> int:
     scann = [{"nprobe": p, "reorder_k": 4 * args.k} for p in nprobes]
     hnsw = [{"ef": e} for e in (32, 64, 128)]
     with milvus_server() as (uri, tmp):
-        front = FrontServer.start(Settings(uri, tmp / "front", port=0, reconcile_interval_s=0))
-        try:
-            direct, through = MilvusClient(uri), MilvusClient(f"http://127.0.0.1:{front.port}")
+        with front_process(uri, tmp / "front") as front_uri:
+            direct, through = MilvusClient(uri), MilvusClient(front_uri)
             log.info("loading %d x %d rows three times (front, Milvus SCANN, Milvus HNSW)", *w.base.shape)
             _create(through, "bench_front", w.base, w.metric,
                     {"index_type": "SCANN", "params": {"nlist": nlist, "with_raw_data": True}})
@@ -194,20 +228,22 @@ def run(args: argparse.Namespace) -> int:
             _create(direct, "bench_hnsw", w.base, w.metric,
                     {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}})
             contenders: dict[str, list[dict[str, Any]]] = {}
-            for label, c, name, sweep in (("anisoscan SCANN (front)", through, "bench_front", scann),
-                                          ("Milvus SCANN", direct, "bench_scann", scann),
-                                          ("Milvus HNSW", direct, "bench_hnsw", hnsw)):
+            for label, target, name, sweep in (("anisoscan SCANN (front)", front_uri, "bench_front", scann),
+                                               ("Milvus SCANN", uri, "bench_scann", scann),
+                                               ("Milvus HNSW", uri, "bench_hnsw", hnsw)):
                 contenders[label] = []
+                client = through if target == front_uri else direct
                 for params in sweep:
                     log.info("%s %s", label, params)
-                    contenders[label].append(_measure(c, name, queries, truth, args.k, params, args.seconds))
-            report = {"dataset": w.name, "n": len(w.base), "dim": w.base.shape[1], "metric": w.metric,
-                      "nq": len(queries), "nlist": nlist, "k": args.k, "milvus_version": "2.3.5",
-                      "seconds_per_concurrency": args.seconds, "contenders": contenders,
-                      "where_time_goes": _where_time_goes(front, through, direct, queries, args.k, scann[1], hnsw[1]),
-                      "filters": _filter_handoff(through, "bench_front", queries[:100], args.k, scann[1])}
-        finally:
-            front.stop()
+                    contenders[label].append(_measure(target, client, name, queries, truth, args.k, params,
+                                                      args.seconds))
+            where = _where_time_goes(through, direct, queries, args.k, scann[1], hnsw[1])
+            filters = _filter_handoff(through, "bench_front", queries[:100], args.k, scann[1])
+        where |= _node_in_process(tmp / "front", queries, args.k, scann[1])
+        report = {"dataset": w.name, "n": len(w.base), "dim": w.base.shape[1], "metric": w.metric,
+                  "nq": len(queries), "nlist": nlist, "k": args.k, "milvus_version": "2.3.5",
+                  "seconds_per_concurrency": args.seconds, "contenders": contenders,
+                  "where_time_goes": where, "filters": filters}
     print(write_results(report, args.out, f"front-{w.name}", markdown))
     return 0
 

@@ -7,7 +7,10 @@ import argparse
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,37 @@ def milvus_server() -> Iterator[tuple[str, Path]]:
             yield f"http://127.0.0.1:{server.listen_port}", Path(tmp)
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def front_process(upstream: str, data_dir: Path) -> Iterator[str]:
+    """`anisoscan front` before `upstream` as its own process, as it runs in production (a front
+    in the benchmark's process would share its interpreter lock with the benchmark's clients).
+    Yields the front's URI; stopped on exit, its data kept in `data_dir`."""
+    import grpc
+
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir.parent / "front.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "anisoscan.cli", "front", "--milvus", upstream,
+                             "--port", str(port), "--data-dir", str(data_dir), "--reconcile-interval", "0"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"anisoscan front did not start; see {log.name}")
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=0.5)
+                    break
+                except grpc.FutureTimeoutError:
+                    pass
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
 
 
 def milvus_workload(args: argparse.Namespace) -> tuple[Workload, int]:

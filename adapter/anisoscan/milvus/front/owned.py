@@ -58,6 +58,14 @@ _STATES = {IN_PROGRESS: common_pb2.IndexState.InProgress, FINISHED: common_pb2.I
            FAILED: common_pb2.IndexState.Failed}
 
 
+_INDEXES_CHANGED = "can't change the index for loaded collection"  # Milvus 2.3's refusal to load
+
+
+def _state(served: ServedField) -> int:
+    """An index still waiting for its first rows has nothing to index: Finished, as Milvus reports it."""
+    return common_pb2.IndexState.Finished if served.awaiting_rows else _STATES[served.record.state]
+
+
 def _db(request: Any, metadata: Metadata) -> str:
     return request.db_name or next((str(v) for k, v in metadata if k == "dbname"), "") or "default"
 
@@ -99,6 +107,7 @@ class Front:
                                       self.get_index_build_progress),
             "DropIndex": (m.DropIndexRequest, status, self.drop_index),
             "DropCollection": (m.DropCollectionRequest, status, self.drop_collection),
+            "Flush": (m.FlushRequest, m.FlushResponse, self.flush),
             "Insert": (m.InsertRequest, m.MutationResult, self.insert),
             "Upsert": (m.UpsertRequest, m.MutationResult, self.upsert),
             "Delete": (m.DeleteRequest, m.MutationResult, self.delete),
@@ -236,14 +245,14 @@ class Front:
                              common_pb2.KeyValuePair(key="params", value=json.dumps(rec.params))])
             d.indexed_rows, d.total_rows = self._rows(served)
             d.pending_index_rows = d.total_rows - d.indexed_rows
-            d.state, d.index_state_fail_reason = _STATES[rec.state], rec.error
+            d.state, d.index_state_fail_reason = _state(served), rec.error
         return reply
 
     def get_index_state(self, request: milvus_pb2.GetIndexStateRequest, md: Metadata) -> Message:
         reply = self.upstream.call("GetIndexState", request, milvus_pb2.GetIndexStateResponse, md)
         served = self._the_served_index(reply, request, md)
         if served is not None:
-            reply.state, reply.fail_reason = _STATES[served.record.state], served.record.error
+            reply.state, reply.fail_reason = _state(served), served.record.error
         return reply
 
     def get_index_build_progress(self, request: milvus_pb2.GetIndexBuildProgressRequest, md: Metadata) -> Message:
@@ -278,14 +287,38 @@ class Front:
                 self._collections.pop((collection.db, collection.name), None)
         return status
 
+    def flush(self, request: milvus_pb2.FlushRequest, md: Metadata) -> Message:
+        """Forwarded; then an index waiting for its collection's data is trained (see Syncer._await_rows)."""
+        reply = self.upstream.call("Flush", request, milvus_pb2.FlushResponse, md)
+        if is_ok(reply.status):
+            for name in request.collection_names:
+                collection = self._collection(_db(request, md), name)
+                for served in collection.fields.values() if collection is not None else ():
+                    served.awaiting_rows = False  # InProgress until trained: the data is in
+                    served.flushed.set()
+        return reply
+
     def _load_state_changer(self, method: str) -> Callable[..., Message]:
         def forward(request: Any, md: Metadata) -> common_pb2.Status:
             status = self.upstream.call(method, request, common_pb2.Status, md)
             collection = self._collection(_db(request, md), request.collection_name)
+            if method == "LoadCollection" and collection is not None and _INDEXES_CHANGED in status.reason:
+                status = self._load_again(collection, request, md)
             if collection is not None:
                 collection.loaded = False  # asked again (GetLoadState) at the next search
             return status
         return forward
+
+    def _load_again(self, collection: CollectionState, request: milvus_pb2.LoadCollectionRequest,
+                    md: Metadata) -> common_pb2.Status:
+        """The front loaded the collection itself to export a SCANN field, before the client
+        created its other indexes; Milvus 2.3 then refuses the client's load. Once no export
+        needs the collection, it is released and loaded again with every index."""
+        with collection.upstream_load:
+            check(self.upstream.call("ReleaseCollection", milvus_pb2.ReleaseCollectionRequest(
+                db_name=collection.db, collection_name=collection.name), common_pb2.Status,
+                with_db(md, collection.db)))
+            return self.upstream.call("LoadCollection", request, common_pb2.Status, md)
 
     def _require_loaded(self, collection: CollectionState, md: Metadata) -> None:
         """Milvus refuses to search a released collection; so does the front, though the index could answer."""

@@ -55,7 +55,10 @@ class FrontServer:
         server = grpc.server(ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="front"),
                              handlers=[FrontHandler(upstream, front.methods())],
                              options=[("grpc.max_send_message_length", max_bytes),
-                                      ("grpc.max_receive_message_length", max_bytes)])
+                                      ("grpc.max_receive_message_length", max_bytes),
+                                      # pymilvus 2.6 pings every 10 s, idle or not; Milvus allows it
+                                      ("grpc.keepalive_permit_without_calls", 1),
+                                      ("grpc.http2.min_ping_interval_without_data_ms", 5000)])
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         server.start()
         reconciler = Reconciler(front.syncer, front.collections)

@@ -5,7 +5,9 @@ The node's ids are non-negative int64s (-1 pads missing results), while Milvus k
 int64 (negatives included) or varchar. Each field therefore gives its keys sequential ids,
 assigned once and kept across restarts; a deleted key keeps its id, so a re-insert reuses it.
 The map is committed before the node logs a write that uses it, so a crash between the two
-leaves at most an unused id, never a write whose key cannot be found.
+leaves at most an unused id, never a write whose key cannot be found. Since ids only grow and
+are never reused, the id -> key direction, which every search result needs, is also held in
+memory as a list indexed by id (read without the lock: it only grows, after each commit).
 
 Each key also records the digest of the vector the index holds for it (NULL: not in the
 index), written after the node applies a write. Reconciliation compares these with the
@@ -70,6 +72,7 @@ class FrontStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._key_of_id: dict[str, list[Any]] = {}  # node_name -> key at each id, loaded at first use
 
     def close(self) -> None:
         with self._lock:
@@ -102,15 +105,17 @@ class FrontStore:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM keys WHERE node_name = ?", (node_name,))
             self._db.execute("DELETE FROM fields WHERE node_name = ?", (node_name,))
+            self._key_of_id.pop(node_name, None)
 
     # --- key map ----------------------------------------------------------------------
     def ids(self, node_name: str, keys: Sequence[Any], assign: bool) -> np.ndarray:
         """The ids of `keys` in order; unknown keys get new ids when `assign`, else -1."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            known = self._lookup(node_name, keys)
-            if assign:
-                new = list(dict.fromkeys(k for k in keys if k not in known))
+        with self._lock:
+            key_of_id = self._key_list(node_name) if assign else None
+            with self._db:
+                self._db.execute("BEGIN")
+                known = self._lookup(node_name, keys)
+                new = list(dict.fromkeys(k for k in keys if k not in known)) if assign else []
                 if new:
                     (start,) = self._db.execute("SELECT next_id FROM fields WHERE node_name = ?",
                                                 (node_name,)).fetchone()
@@ -120,12 +125,31 @@ class FrontStore:
                     self._db.execute("UPDATE fields SET next_id = ? WHERE node_name = ?",
                                      (start + len(new), node_name))
                     known.update(assigned)
+            if key_of_id is not None:
+                key_of_id.extend(new)  # committed: ids len(key_of_id).. are these keys
         return np.fromiter((known.get(k, -1) for k in keys), np.int64, len(keys))
 
     def keys(self, node_name: str, ids: Sequence[int]) -> dict[int, Any]:
-        with self._lock:
-            return self._select_in("SELECT id, key FROM keys WHERE node_name = ? AND id IN ({})", node_name,
-                                   [int(i) for i in ids])
+        """id -> key of the given ids that have one."""
+        key_of_id = self._key_of_id.get(node_name)
+        if key_of_id is None:
+            with self._lock:
+                key_of_id = self._key_list(node_name)
+        n = len(key_of_id)
+        return {i: key_of_id[i] for i in ids if 0 <= i < n}
+
+    def _key_list(self, node_name: str) -> list[Any]:
+        """The in-memory id -> key list of a field; the caller holds the lock."""
+        key_of_id = self._key_of_id.get(node_name)
+        if key_of_id is None:
+            rows = self._db.execute("SELECT id, key FROM keys WHERE node_name = ? ORDER BY id", (node_name,))
+            key_of_id = []
+            for expected, (i, key) in enumerate(rows):
+                if i != expected:
+                    raise RuntimeError(f"{self.path}: ids of {node_name} are not dense at {expected}")
+                key_of_id.append(key)
+            self._key_of_id[node_name] = key_of_id
+        return key_of_id
 
     def set_digests(self, node_name: str, ids: Sequence[int], digests: Sequence[int | None]) -> None:
         """Records what the index now holds for these ids (None: nothing)."""

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 EXPORT_BATCH = 2000  # rows per export query: 6 MiB of 768-d vectors, well under gRPC's message cap
 FILTER_CACHE_ENTRIES = 64
 _BUILD_POLL_S = 0.2
+SETTLE_S = 30.0  # an index created before its data is trained this long after the last write, or at a Flush
 
 
 @dataclass
@@ -54,6 +55,8 @@ class ServedField:
     exported: int = 0
     total: int = 0
     pending: list[Write] | None = None  # while building: writes to replay when the index is ready
+    awaiting_rows: bool = False  # created on an empty collection: nothing to index yet, as Milvus reports it
+    flushed: threading.Event = field(default_factory=threading.Event)  # a Flush through the front: data is in
 
     @functools.cached_property
     def nlist(self) -> int:
@@ -67,6 +70,7 @@ class CollectionState:
     name: str
     fields: dict[str, ServedField] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # serializes writes
+    upstream_load: threading.Lock = field(default_factory=threading.Lock)  # held while an export needs it loaded
     version: int = 0  # bumped by every write; filter results are cached per version
     loaded: bool = False  # known loaded upstream; a load or release through the front makes it unknown again
 
@@ -156,8 +160,7 @@ class Syncer:
     def _build(self, collection: CollectionState, served: ServedField, metadata: Metadata) -> None:
         rec = served.record
         try:
-            self._load_upstream(rec, metadata)
-            vectors, ids = self._export(served, metadata)
+            vectors, ids = self._export(collection, served, metadata)
             if rec.node_name in self.node.names():  # an interrupted build's leftover
                 self.node.drop(rec.node_name)
             self.node.create(rec.node_name, INDEX_TYPE, rec.metric, rec.dim,
@@ -201,14 +204,42 @@ class Syncer:
             self._step()
             time.sleep(_BUILD_POLL_S)
 
-    def _export(self, served: ServedField, metadata: Metadata) -> tuple[np.ndarray, np.ndarray]:
-        """Every row's vector, read once in batches of primary keys; progress in served.exported."""
+    def _export(self, collection: CollectionState, served: ServedField,
+                metadata: Metadata) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's vector, read once (Strong) in batches of primary keys; progress in served.exported.
+
+        Milvus lets an index be created before the data (VectorDBBench does so); SCANN trains on
+        the data, so such an index waits: it is trained at the first Flush through the front, or
+        SETTLE_S after the last write (writes that bypass the front are seen at that check).
+        Meanwhile searches go to the upstream, and writes are not kept: the export reads them.
+        """
         rec = served.record
-        keys = sorted(primary_keys(self.upstream, rec, "", metadata))
+        while True:
+            served.flushed.clear()
+            with collection.upstream_load:  # Query needs the collection loaded until the export ends
+                self._load_upstream(rec, metadata)
+                with collection.lock:
+                    served.pending = []  # a write acknowledged from here on is replayed after the build
+                    version = collection.version
+                keys = sorted(primary_keys(self.upstream, rec, "", metadata))
+                served.awaiting_rows = not keys
+                if keys:
+                    return self._read_rows(served, keys, metadata)
+            with collection.lock:
+                served.pending = None
+            log.debug("%s.%s: no rows yet; the index is trained at a Flush or %.0f s after the last write",
+                      rec.collection, rec.field, SETTLE_S)
+            quiet_since = time.monotonic()
+            while not served.flushed.wait(_BUILD_POLL_S):
+                self._step()
+                if collection.version != version:
+                    version, quiet_since = collection.version, time.monotonic()
+                elif time.monotonic() - quiet_since > SETTLE_S:
+                    break
+
+    def _read_rows(self, served: ServedField, keys: list[Any], metadata: Metadata) -> tuple[np.ndarray, np.ndarray]:
+        rec = served.record
         served.total = len(keys)
-        if not keys:
-            raise ValueError(f"collection {rec.collection!r} is empty; SCANN trains on the data: insert rows, "
-                             "then create the index")
         vectors = np.empty((len(keys), rec.dim), np.float32)
         found = np.zeros(len(keys), bool)
         for start in range(0, len(keys), EXPORT_BATCH):
