@@ -288,7 +288,7 @@ class Front:
         return status
 
     def flush(self, request: milvus_pb2.FlushRequest, md: Metadata) -> Message:
-        """Forwarded; then an index waiting for its collection's data is trained (see Syncer._await_rows)."""
+        """Forwarded; then an index waiting for its collection's data is trained (see Syncer._export)."""
         reply = self.upstream.call("Flush", request, milvus_pb2.FlushResponse, md)
         if is_ok(reply.status):
             for name in request.collection_names:
