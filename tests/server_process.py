@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import grpc
+from anisoscan.bench.servers import free_port  # the one helper; other tests import it from here
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
@@ -24,12 +24,6 @@ def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -79,7 +79,7 @@ def _read_results(results: Path) -> list[dict[str, Any]]:
         for r in json.loads(path.read_text())["results"]:
             m, task = r["metrics"], r["task_config"]
             rows.append({"label": task["db_config"]["db_label"],
-                         "search": task["db_case_config"].get("search_params") or _search_params(task),
+                         "search": _search_params(task),
                          "recall": m["recall"], "serial_p99_ms": 1e3 * m["serial_latency_p99"],
                          "load_s": m.get("load_duration", 0.0),
                          **{f"qps_c{c}": q for c, q in zip(m["conc_num_list"], m["conc_qps_list"])}})
