@@ -73,11 +73,12 @@ class ProductQuantizer {
   struct Workspace;
 
   void nearest_codes(const float* y_padded, uint8_t* codes) const;
-  // Coordinate descent from the given codes; never increases the loss.
-  void refine_codes(const float* y_padded, const float* u_padded, double eta, int max_rounds,
-                    uint8_t* codes) const;
-  void update_codebooks(const Workspace& ws, const std::vector<uint8_t>& codes);
-  double mean_loss(const Workspace& ws, const uint8_t* codes) const;
+  // Coordinate descent from the given codes; never increases the loss. `scratch` is the
+  // caller's, reused across rows.
+  void refine_codes(const float* y_padded, const float* u_padded, double eta, int max_rounds, uint8_t* codes,
+                    std::vector<double>& scratch) const;
+  void update_codebooks(const Workspace& ws, const std::vector<uint8_t>& codes, int threads);
+  double mean_loss(const Workspace& ws, const uint8_t* codes, int threads) const;
 
   size_t dim_ = 0;
   size_t sub_dim_ = 0;

@@ -118,7 +118,23 @@ void IvfIndex::train(MatrixView<const float> x) {
   PQTrainParams pq_params = pq_train_params(params_);
   pq_params.anisotropic_threshold = threshold;
   ProductQuantizer pq(d, params_.sub_dim);
-  pq.train({targets.data(), ns, d}, sv, pq_params);
+  // The codebooks (16 codewords per sub-space) need fewer rows than the partitions.
+  const size_t npq = std::min(ns, params_.pq_training_sample_size);
+  if (npq < ns) {
+    std::vector<size_t> pick(ns);
+    std::iota(pick.begin(), pick.end(), 0);
+    std::shuffle(pick.begin(), pick.end(), rng);
+    pick.resize(npq);
+    std::sort(pick.begin(), pick.end());
+    std::vector<float> pq_targets(npq * d), pq_rows(npq * d);
+    for (size_t i = 0; i < npq; ++i) {
+      std::copy_n(targets.begin() + pick[i] * d, d, pq_targets.begin() + i * d);
+      std::copy_n(sv.row(pick[i]), d, pq_rows.begin() + i * d);
+    }
+    pq.train({pq_targets.data(), npq, d}, {pq_rows.data(), npq, d}, pq_params);
+  } else {
+    pq.train({targets.data(), ns, d}, sv, pq_params);
+  }
   RefineCodec refine(params_.refine_type, d);
   refine.train(sv);
 

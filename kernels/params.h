@@ -97,6 +97,7 @@ struct ScannConfig : IvfConfig {
   bool exact_eta;
   int pq_iterations;
   int pq_init_iters;
+  size_t pq_training_sample_size;
 
   template <class Visit>
   static void declare(Visit&& v) {
@@ -122,6 +123,8 @@ struct ScannConfig : IvfConfig {
                     "assignment and codebook-update rounds of the quantizer"});
     v(Param<S, int>{&S::pq_init_iters, "pq_init_iters", b, 16, 1, 1000,
                     "plain k-means iterations that start each sub-space's codebook"});
+    v(Param<S, size_t>{&S::pq_training_sample_size, "pq_training_sample_size", b, 100000, 1, 1u << 31,
+                       "of the training sample, vectors the codebooks are trained on (all are encoded)"});
   }
 
   ScannConfig();

@@ -98,6 +98,18 @@ def test_training_loss_never_increases(unit_data, full):
     assert history[-1] < history[0]
 
 
+def test_training_gives_the_same_quantizer_on_any_number_of_threads():
+    """Sums over rows are taken per fixed block of rows and added in block order: the thread
+    count must not change a bit of the codebooks (here 3 row blocks, on 1, 2 and 3 threads)."""
+    x = make_clustered(10000, 24, n_queries=1, n_clusters=40, metric="IP", seed=4).base
+    runs = [_core.testing.train_pq(x, x, 2, 0.4, 3, threads=t) for t in (1, 2, 3)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other["codebooks"], runs[0]["codebooks"])
+        np.testing.assert_array_equal(other["codes"], runs[0]["codes"])
+        assert other["loss_history"] == runs[0]["loss_history"]
+    assert runs[0]["loss_history"][-1] < runs[0]["loss_history"][0]
+
+
 def test_coordinate_descent_never_worse_than_nearest_codes(unit_data):
     x = unit_data.base
     out = _core.testing.train_pq(x, x, 2, 0.5, 4)
@@ -169,3 +181,26 @@ def test_pq_init_iters_sets_the_codebook_start_and_is_kept(tmp_path):
     assert Index.load(tmp_path / "i.anisoscan").params.pq_init_iters == 25
     with pytest.raises(ValueError, match=r"pq_init_iters: 0 is out of range; must be \[1, 1000\]"):
         Index(16, "IP", pq_init_iters=0)
+
+
+def test_pq_training_sample_size_trains_the_codebooks_on_a_subset_and_is_kept(tmp_path):
+    """pq_training_sample_size: the codebooks train on that many rows of the training sample
+    (drawn with the seed), every row is still encoded. A smaller subset changes the codebooks,
+    repeats exactly, stays close in recall, and the setting survives a save and load."""
+    data = make_clustered(6000, 16, n_queries=100, n_clusters=20, metric="IP", seed=12)
+    truth, _ = exact_search(data.base, data.queries, 10, "IP")
+
+    def build(rows: int) -> Index:
+        return Index(16, "IP", nlist=8, with_raw_data=False, pq_training_sample_size=rows).build(data.base)
+
+    full, part = build(100000), build(1500)
+    assert len(part) == 6000
+    ids_full, dist_full = full.search(data.queries, 10, nprobe=8)
+    ids_part, dist_part = part.search(data.queries, 10, nprobe=8)
+    assert not np.array_equal(dist_full, dist_part)
+    assert recall_at_k(ids_part, truth, 10) >= recall_at_k(ids_full, truth, 10) - 0.03
+    np.testing.assert_array_equal(build(1500).search(data.queries, 10, nprobe=8)[0], ids_part)  # deterministic
+    part.save(tmp_path / "i.anisoscan")
+    assert Index.load(tmp_path / "i.anisoscan").params.pq_training_sample_size == 1500
+    with pytest.raises(ValueError, match=r"pq_training_sample_size: 0 is out of range"):
+        Index(16, "IP", pq_training_sample_size=0)

@@ -111,7 +111,7 @@ void add_testing_module(py::module_& core) {
   m.def(
       "train_pq",
       [](const FloatArray& y, const FloatArray& x, size_t sub_dim, double threshold, int iterations,
-         bool anisotropic_codebooks, bool exact_eta) {
+         bool anisotropic_codebooks, bool exact_eta, int threads) {
         auto yv = matrix(y, "residuals");
         auto xv = matrix(x, "vectors");
         if (yv.rows != xv.rows || yv.cols != xv.cols) throw std::invalid_argument("residuals and vectors differ in shape");
@@ -121,6 +121,7 @@ void add_testing_module(py::module_& core) {
         p.iterations = iterations;
         p.anisotropic_codebooks = anisotropic_codebooks;
         p.exact_eta = exact_eta;
+        p.threads = threads;
         ProductQuantizer pq(yv.cols, sub_dim);
         std::vector<double> history;
         ByteArray codes({yv.rows, pq.num_subspaces()});
@@ -146,7 +147,7 @@ void add_testing_module(py::module_& core) {
         return out;
       },
       py::arg("residuals"), py::arg("vectors"), py::arg("sub_dim"), py::arg("threshold"), py::arg("iterations"),
-      py::arg("anisotropic_codebooks") = true, py::arg("exact_eta") = false,
+      py::arg("anisotropic_codebooks") = true, py::arg("exact_eta") = false, py::arg("threads") = 0,
       "Trains a standalone quantizer; returns losses, codes and codebooks (for tests and studies).");
 
   // FastScan kernels, exposed for exactness tests and the kernel benchmark.
