@@ -42,35 +42,57 @@ void panel_row(const float* panels, size_t d, size_t r, float* out) {
   for (size_t t = 0; t < d; ++t) out[t] = panel[t * kPanelRows + r % kPanelRows];
 }
 
-// R rows of x against one panel: R x kPanelRows sums held in registers across all of d.
+// R rows of x against W columns of one panel (`panel` points at the first), over dimensions
+// [t0, t1): R x W sums held in registers, starting from out's partial sums (zero at t0 = 0).
 // Always inlined, so that each multi-versioned caller compiles it for its own ISA.
-template <size_t R>
-[[gnu::always_inline]] static inline void panel_tile(const float* x, size_t d, const float* panel, float* out,
-                                                     size_t out_stride) {
-  float sums[R][kPanelRows] = {};
-  for (size_t t = 0; t < d; ++t) {
+template <size_t R, size_t W>
+[[gnu::always_inline]] static inline void panel_tile(const float* x, size_t d, size_t t0, size_t t1,
+                                                     const float* panel, float* out, size_t out_stride) {
+  float sums[R][W];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t j = 0; j < W; ++j) sums[r][j] = t0 == 0 ? 0.f : out[r * out_stride + j];
+  for (size_t t = t0; t < t1; ++t) {
     const float* column = panel + t * kPanelRows;
     for (size_t r = 0; r < R; ++r) {
       const float xt = x[r * d + t];
 #pragma omp simd
-      for (size_t j = 0; j < kPanelRows; ++j) sums[r][j] += xt * column[j];
+      for (size_t j = 0; j < W; ++j) sums[r][j] += xt * column[j];
     }
   }
   for (size_t r = 0; r < R; ++r)
-    for (size_t j = 0; j < kPanelRows; ++j) out[r * out_stride + j] = sums[r][j];
+    for (size_t j = 0; j < W; ++j) out[r * out_stride + j] = sums[r][j];
 }
 
+// Tiles of R rows x W panel columns, a slice of kSliceDims dimensions at a time so that the
+// panel's slice (64 x 64 floats, 16 KB) stays in L1 while every row tile passes over it; each
+// output keeps the same order of additions as one pass over all of d.
+template <size_t R, size_t W>
+[[gnu::always_inline]] static inline void panel_tiles(MatrixView<const float> x, const float* panels, size_t ny,
+                                                      float* out) {
+  static_assert(kPanelRows % W == 0);
+  constexpr size_t kSliceDims = 64;
+  const size_t d = x.cols, stride = panel_count(ny) * kPanelRows;
+  for (size_t b = 0; b < panel_count(ny); ++b)
+    for (size_t t0 = 0; t0 < d; t0 += kSliceDims) {
+      const size_t t1 = std::min(d, t0 + kSliceDims);
+      for (size_t c = 0; c < kPanelRows; c += W) {
+        const float* panel = panels + b * kPanelRows * d + c;
+        float* o = out + b * kPanelRows + c;
+        size_t i = 0;
+        for (; i + R <= x.rows; i += R) panel_tile<R, W>(x.row(i), d, t0, t1, panel, o + i * stride, stride);
+        for (; i < x.rows; ++i) panel_tile<1, W>(x.row(i), d, t0, t1, panel, o + i * stride, stride);
+      }
+    }
+}
+
+// The tile fits the register file: 4 x 64 sums take 16 of AVX-512's 32 registers; with 16
+// registers (AVX2) they would spill to the stack, and 3 x 32 takes 12.
 ANISOSCAN_MULTIVERSION
 void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out) {
-  const size_t d = x.cols, stride = panel_count(ny) * kPanelRows;
-  constexpr size_t kRows = 4;  // each panel load feeds four rows
-  for (size_t b = 0; b < panel_count(ny); ++b) {
-    const float* panel = panels + b * kPanelRows * d;
-    size_t i = 0;
-    for (; i + kRows <= x.rows; i += kRows)
-      panel_tile<kRows>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
-    for (; i < x.rows; ++i) panel_tile<1>(x.row(i), d, panel, out + i * stride + b * kPanelRows, stride);
-  }
+  if (has_32_vector_registers())
+    panel_tiles<4, kPanelRows>(x, panels, ny, out);
+  else
+    panel_tiles<3, kPanelRows / 2>(x, panels, ny, out);
 }
 
 std::vector<float> row_norms_sq(MatrixView<const float> x) {

@@ -167,6 +167,23 @@ def test_queries_searched_together_equal_each_alone(metric, with_raw, filtered, 
         assert (batched[0][0] >= 0).all() and np.isin(batched[0][0], filt["allowed_ids"]).all()
 
 
+def test_partition_ranking_finds_the_best_center_in_batches_and_alone():
+    """One unit vector per partition (nlist = n): the single partition visited at nprobe 1
+    must hold the exact nearest vector. d = 150 and 200 centers span several panels and
+    dimension slices of the blocked center products; a batch must rank as each query alone."""
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal((200, 150)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = rng.standard_normal((37, 150)).astype(np.float32)
+    index = Index(150, "IP", nlist=200).build(base)
+    truth, _ = exact_search(base, queries, 1, "IP")
+    ids, dist = index.search(queries, 1, nprobe=1, reorder_k=1)
+    np.testing.assert_array_equal(ids[:, 0], truth[:, 0])
+    for i in range(len(queries)):
+        alone = index.search(queries[i:i + 1], 1, nprobe=1, reorder_k=1)
+        assert alone[0][0, 0] == ids[i, 0] and alone[1][0, 0] == dist[i, 0]
+
+
 def test_memory_bytes_reflects_raw_data(clustered):
     data = clustered["IP"]
     with_raw = Index(data.dim, "IP", nlist=16, with_raw_data=True).build(data.base)
