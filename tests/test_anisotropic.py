@@ -161,46 +161,31 @@ def test_l2_default_threshold_is_relative_to_the_data_scale():
     assert Index(16, "L2", nlist=8, anisotropic_threshold=0).build(x).params.anisotropic_threshold == 0.0
 
 
-def test_pq_init_iters_sets_the_codebook_start_and_is_kept(tmp_path):
-    """pq_init_iters: the plain k-means iterations before the anisotropic rounds. With no
-    anisotropic round (pq_iterations=0) the codebooks are that k-means alone, so more of it
-    must quantize at least as well; the setting survives a save and load."""
-    data = make_clustered(4000, 16, n_queries=100, n_clusters=20, metric="IP", seed=11)
+@pytest.mark.parametrize(("name", "fixed", "weak", "strong", "error"), [
+    # The plain k-means iterations that start the codebooks. With no anisotropic round the
+    # codebooks are that k-means alone, so more of it must quantize at least as well.
+    ("pq_init_iters", {"pq_iterations": 0}, 1, 25, r"pq_init_iters: 0 is out of range; must be \[1, 1000\]"),
+    # The rows of the training sample (drawn with the seed) that the codebooks train on; every
+    # row is still encoded, and the whole sample must quantize at least as well.
+    ("pq_training_sample_size", {}, 1500, 100000, r"pq_training_sample_size: 0 is out of range"),
+], ids=["pq_init_iters", "pq_training_sample_size"])
+def test_quantizer_training_knobs_change_the_codebooks_and_are_kept(tmp_path, name, fixed, weak, strong, error):
+    """Each setting changes the codes, repeats exactly, does not lose recall when raised, and
+    survives a save and load; 0 is refused naming the parameter."""
+    data = make_clustered(6000, 16, n_queries=100, n_clusters=20, metric="IP", seed=11)
     truth, _ = exact_search(data.base, data.queries, 10, "IP")
 
-    def build(iters: int) -> Index:
-        return Index(16, "IP", nlist=8, with_raw_data=False, pq_iterations=0, pq_init_iters=iters).build(data.base)
+    def build(value: int) -> Index:
+        return Index(16, "IP", nlist=8, with_raw_data=False, **fixed, **{name: value}).build(data.base)
 
-    one, many = build(1), build(25)
-    ids_one, dist_one = one.search(data.queries, 10, nprobe=8)
-    ids_many, dist_many = many.search(data.queries, 10, nprobe=8)
-    assert not np.array_equal(dist_one, dist_many)
-    assert recall_at_k(ids_many, truth, 10) >= recall_at_k(ids_one, truth, 10) - 0.01
-    np.testing.assert_array_equal(build(25).search(data.queries, 10, nprobe=8)[0], ids_many)  # deterministic
-    many.save(tmp_path / "i.anisoscan")
-    assert Index.load(tmp_path / "i.anisoscan").params.pq_init_iters == 25
-    with pytest.raises(ValueError, match=r"pq_init_iters: 0 is out of range; must be \[1, 1000\]"):
-        Index(16, "IP", pq_init_iters=0)
-
-
-def test_pq_training_sample_size_trains_the_codebooks_on_a_subset_and_is_kept(tmp_path):
-    """pq_training_sample_size: the codebooks train on that many rows of the training sample
-    (drawn with the seed), every row is still encoded. A smaller subset changes the codebooks,
-    repeats exactly, stays close in recall, and the setting survives a save and load."""
-    data = make_clustered(6000, 16, n_queries=100, n_clusters=20, metric="IP", seed=12)
-    truth, _ = exact_search(data.base, data.queries, 10, "IP")
-
-    def build(rows: int) -> Index:
-        return Index(16, "IP", nlist=8, with_raw_data=False, pq_training_sample_size=rows).build(data.base)
-
-    full, part = build(100000), build(1500)
-    assert len(part) == 6000
-    ids_full, dist_full = full.search(data.queries, 10, nprobe=8)
-    ids_part, dist_part = part.search(data.queries, 10, nprobe=8)
-    assert not np.array_equal(dist_full, dist_part)
-    assert recall_at_k(ids_part, truth, 10) >= recall_at_k(ids_full, truth, 10) - 0.03
-    np.testing.assert_array_equal(build(1500).search(data.queries, 10, nprobe=8)[0], ids_part)  # deterministic
-    part.save(tmp_path / "i.anisoscan")
-    assert Index.load(tmp_path / "i.anisoscan").params.pq_training_sample_size == 1500
-    with pytest.raises(ValueError, match=r"pq_training_sample_size: 0 is out of range"):
-        Index(16, "IP", pq_training_sample_size=0)
+    low, high = build(weak), build(strong)
+    assert len(low) == 6000
+    ids_low, dist_low = low.search(data.queries, 10, nprobe=8)
+    ids_high, dist_high = high.search(data.queries, 10, nprobe=8)
+    assert not np.array_equal(dist_low, dist_high)
+    assert recall_at_k(ids_high, truth, 10) >= recall_at_k(ids_low, truth, 10) - 0.01
+    np.testing.assert_array_equal(build(weak).search(data.queries, 10, nprobe=8)[0], ids_low)  # deterministic
+    low.save(tmp_path / "i.anisoscan")
+    assert getattr(Index.load(tmp_path / "i.anisoscan").params, name) == weak
+    with pytest.raises(ValueError, match=error):
+        Index(16, "IP", **{name: 0})
