@@ -74,10 +74,15 @@ size_t IvfIndex::size() const {
   return n;
 }
 
-std::vector<float> IvfIndex::prepare(MatrixView<const float> x) const {
-  std::vector<float> out(x.data, x.data + x.rows * x.cols);
-  if (params_.metric == Metric::kCosine) normalize_rows({out.data(), x.rows, x.cols});
-  return out;
+IvfIndex::PreparedRows::PreparedRows(MatrixView<const float> x, bool normalize) : rows_(x) {
+  if (!normalize) return;
+  copy_.assign(x.data, x.data + x.rows * x.cols);
+  normalize_rows({copy_.data(), x.rows, x.cols});
+  rows_ = {copy_.data(), x.rows, x.cols};
+}
+
+IvfIndex::PreparedRows IvfIndex::prepare(MatrixView<const float> x) const {
+  return PreparedRows(x, params_.metric == Metric::kCosine);
 }
 
 void IvfIndex::train(MatrixView<const float> x) {
@@ -156,8 +161,8 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   if (x.cols != d) throw std::invalid_argument("vectors: dimension mismatch");
   if (n == 0) return;
   // Encoding reads only what training fixed, so it runs before taking the lock.
-  std::vector<float> xp = prepare(x);
-  MatrixView<const float> xv{xp.data(), n, d};
+  const PreparedRows prepared = prepare(x);
+  const MatrixView<const float>& xv = prepared.rows();
   std::vector<int32_t> assign(n);
   assign_nearest_panels(xv, center_panels_.data(), center_norms_.data(), params_.nlist, params_.metric != Metric::kL2,
                         assign.data(), nullptr, params_.threads);

@@ -86,7 +86,21 @@ class IvfIndex {
   static IndexParams resolved(IndexParams p);
   // Bytes of each vector's re-rank copy in a partition (0 without raw data).
   size_t raw_row_bytes() const { return params_.with_raw_data ? refine_.row_bytes() : 0; }
-  std::vector<float> prepare(MatrixView<const float> x) const;
+  // Rows as the index compares them: the caller's own, viewed in place (a batch search copies
+  // nothing), or for COSINE normalized copies held here. Not copyable: the view may point into
+  // the copy (a function returns one by guaranteed elision).
+  class PreparedRows {
+   public:
+    PreparedRows(MatrixView<const float> x, bool normalize);
+    PreparedRows(const PreparedRows&) = delete;
+    PreparedRows& operator=(const PreparedRows&) = delete;
+    const MatrixView<const float>& rows() const { return rows_; }
+
+   private:
+    std::vector<float> copy_;
+    MatrixView<const float> rows_;
+  };
+  PreparedRows prepare(MatrixView<const float> x) const;
   // What the codes approximate: each row minus its partition's center, or the row (by_residual).
   // center(p, buffer) returns partition p's center (written to buffer or held elsewhere).
   template <class Center>

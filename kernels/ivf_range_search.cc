@@ -52,7 +52,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
     throw std::invalid_argument(l2 ? "range_filter: must be smaller than radius for L2"
                                    : "range_filter: must be larger than radius for IP/COSINE");
   const FastScanKernel& kernel = fastscan_kernel(active_simd_level());
-  std::vector<float> qp = prepare(queries);
+  const PreparedRows qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
   if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
@@ -63,7 +63,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
     RefineCodec::Query rq;
     std::vector<float> center(d);
     for (size_t qi = b; qi < e; ++qi) {
-      const float* q = qp.data() + qi * d;
+      const float* q = qp.rows().row(qi);
       auto& out = hits[qi];
       if (!tables_per_partition() && !rb) table.build(q, l2, nullptr);
       if (rb) refine_.prepare(q, params_.metric, rq);

@@ -102,7 +102,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   if (sp.k == 0) throw std::invalid_argument("k: must be positive");
   if (sp.reorder_k != 0 && sp.reorder_k < sp.k) throw std::invalid_argument("reorder_k: must be >= k");
   const FastScanKernel& kernel = fastscan_kernel(active_simd_level());  // a bad ANISOSCAN_SIMD fails here
-  std::vector<float> qp = prepare(queries);
+  const PreparedRows qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   std::unique_ptr<Passes> passes;
   if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
@@ -113,7 +113,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   parallel_for((nq + block - 1) / block, sp.threads, 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
       const size_t first = i * block, count = std::min(block, nq - first);
-      search_block({qp.data() + first * d, count, d}, sp, passes.get(), kernel, ids + first * sp.k,
+      search_block({qp.rows().row(first), count, d}, sp, passes.get(), kernel, ids + first * sp.k,
                    distances + first * sp.k);
     }
   });

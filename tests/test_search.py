@@ -184,6 +184,28 @@ def test_partition_ranking_finds_the_best_center_in_batches_and_alone():
         assert alone[0][0, 0] == ids[i, 0] and alone[1][0, 0] == dist[i, 0]
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_callers_vectors_are_read_in_place_and_never_changed(metric):
+    """Searches and adds view the caller's rows (COSINE normalizes a copy): whatever the
+    metric, the caller's arrays come back as they went in, and COSINE ranks like IP on
+    normalized input."""
+    data = anisoscan.datasets.make_clustered(2000, 24, n_queries=40, n_clusters=10, metric="L2", seed=3)
+    base, queries = data.base * 3.0, data.queries * 2.0
+    base_before, queries_before = base.copy(), queries.copy()
+    index = Index(24, metric, nlist=8).build(base)
+    index.add(base[:100], ids=np.arange(5000, 5100))
+    ids, _ = index.search(queries, 5, nprobe=8, reorder_k=50)
+    lims, _, _ = index.range_search(queries[:5], radius=1e9 if metric == "L2" else -1e9)
+    assert lims[-1] > 0
+    np.testing.assert_array_equal(base, base_before)
+    np.testing.assert_array_equal(queries, queries_before)
+    if metric == "COSINE":
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+        ip = Index(24, "IP", nlist=8).build(unit(base))
+        ip.add(unit(base[:100]), ids=np.arange(5000, 5100))
+        np.testing.assert_array_equal(ids, ip.search(unit(queries), 5, nprobe=8, reorder_k=50)[0])
+
+
 def test_memory_bytes_reflects_raw_data(clustered):
     data = clustered["IP"]
     with_raw = Index(data.dim, "IP", nlist=16, with_raw_data=True).build(data.base)
