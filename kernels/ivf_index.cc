@@ -42,6 +42,25 @@ double mean_norm(MatrixView<const float> x) {
   return x.rows ? sum / static_cast<double>(x.rows) : 0.0;
 }
 
+// `count` of the rows [0, n) drawn without replacement, in increasing order; all of them
+// (drawing nothing) when count >= n.
+std::vector<size_t> sample_rows(size_t n, size_t count, std::mt19937_64& rng) {
+  std::vector<size_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 0);
+  if (count < n) {
+    std::shuffle(rows.begin(), rows.end(), rng);
+    rows.resize(count);
+    std::sort(rows.begin(), rows.end());
+  }
+  return rows;
+}
+
+std::vector<float> gather_rows(MatrixView<const float> x, const std::vector<size_t>& rows) {
+  std::vector<float> out(rows.size() * x.cols);
+  for (size_t i = 0; i < rows.size(); ++i) std::copy_n(x.row(rows[i]), x.cols, out.begin() + i * x.cols);
+  return out;
+}
+
 std::string some_ids(const std::vector<int64_t>& ids) {
   std::string s = "[";
   for (size_t i = 0; i < ids.size() && i < 5; ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
@@ -93,17 +112,9 @@ void IvfIndex::train(MatrixView<const float> x) {
                                 " partitions need at least as many vectors, got " + std::to_string(x.rows) +
                                 "; lower nlist or add more vectors");
   // Sample rows for training (at least nlist of them).
-  size_t ns = std::min(x.rows, std::max(params_.training_sample_size, params_.nlist));
-  std::vector<size_t> rows(x.rows);
-  std::iota(rows.begin(), rows.end(), 0);
+  const size_t ns = std::min(x.rows, std::max(params_.training_sample_size, params_.nlist));
   std::mt19937_64 rng(params_.seed);
-  if (ns < x.rows) {
-    std::shuffle(rows.begin(), rows.end(), rng);
-    rows.resize(ns);
-    std::sort(rows.begin(), rows.end());
-  }
-  std::vector<float> sample(ns * d);
-  for (size_t i = 0; i < ns; ++i) std::copy(x.row(rows[i]), x.row(rows[i]) + d, sample.begin() + i * d);
+  std::vector<float> sample = gather_rows(x, sample_rows(x.rows, ns, rng));
   if (params_.metric == Metric::kCosine) normalize_rows({sample.data(), ns, d});
   MatrixView<const float> sv{sample.data(), ns, d};
 
@@ -123,20 +134,11 @@ void IvfIndex::train(MatrixView<const float> x) {
   PQTrainParams pq_params = pq_train_params(params_);
   pq_params.anisotropic_threshold = threshold;
   ProductQuantizer pq(d, params_.sub_dim);
-  // The codebooks (16 codewords per sub-space) need fewer rows than the partitions.
-  const size_t npq = std::min(ns, params_.pq_training_sample_size);
-  if (npq < ns) {
-    std::vector<size_t> pick(ns);
-    std::iota(pick.begin(), pick.end(), 0);
-    std::shuffle(pick.begin(), pick.end(), rng);
-    pick.resize(npq);
-    std::sort(pick.begin(), pick.end());
-    std::vector<float> pq_targets(npq * d), pq_rows(npq * d);
-    for (size_t i = 0; i < npq; ++i) {
-      std::copy_n(targets.begin() + pick[i] * d, d, pq_targets.begin() + i * d);
-      std::copy_n(sv.row(pick[i]), d, pq_rows.begin() + i * d);
-    }
-    pq.train({pq_targets.data(), npq, d}, {pq_rows.data(), npq, d}, pq_params);
+  // The codebooks (16 codewords per sub-space) may train on fewer rows than the partitions.
+  const std::vector<size_t> pick = sample_rows(ns, params_.pq_training_sample_size, rng);
+  if (pick.size() < ns) {
+    const std::vector<float> pq_targets = gather_rows({targets.data(), ns, d}, pick), pq_rows = gather_rows(sv, pick);
+    pq.train({pq_targets.data(), pick.size(), d}, {pq_rows.data(), pick.size(), d}, pq_params);
   } else {
     pq.train({targets.data(), ns, d}, sv, pq_params);
   }
