@@ -214,6 +214,14 @@ constexpr size_t kRowBlock = 4096;
 
 size_t row_blocks(size_t n) { return (n + kRowBlock - 1) / kRowBlock; }
 
+// fn(block, begin, end) for every block of rows [begin, end), blocks spread over the threads.
+template <class Fn>
+void for_row_blocks(size_t n, int threads, Fn&& fn) {
+  parallel_for(row_blocks(n), threads, 1, [&](size_t bb, size_t be, int) {
+    for (size_t blk = bb; blk < be; ++blk) fn(blk, blk * kRowBlock, std::min(n, (blk + 1) * kRowBlock));
+  });
+}
+
 // Sub-spaces whose floats fill one 64-byte cache line: copying a group of them out of every
 // row reads whole lines, where a single sub-space would use 8 bytes of each.
 size_t subspace_group(size_t sub_dim) { return std::max<size_t>(1, 16 / sub_dim); }
@@ -269,31 +277,29 @@ void ProductQuantizer::update_codebooks(const Workspace& ws, const std::vector<u
     for (size_t j = 0; j < g; ++j) {
       const size_t s = s0 + j;
       std::copy_n(codebooks_.begin() + s * kCodewords * ds, kCodewords * ds, old.begin());
-      parallel_for(blocks, threads, 1, [&](size_t bb, size_t be, int) {
-        for (size_t blk = bb; blk < be; ++blk) {
-          CodewordSums& sums = partial[blk];
-          std::fill(sums.A.begin(), sums.A.end(), 0.0);
-          std::fill(sums.b.begin(), sums.b.end(), 0.0);
-          std::fill(sums.count.begin(), sums.count.end(), 0);
-          for (size_t i = blk * kRowBlock; i < std::min(n, (blk + 1) * kRowBlock); ++i) {
-            const size_t k = code[i * g + j];
-            const float* ys = y.data() + i * w + j * ds;
-            const float* us = u.data() + i * w + j * ds;
-            const float* c = old.data() + k * ds;
-            double wt = ws.eta[i] - 1.0, rs_par = 0.0, ys_par = 0.0;
-            for (size_t t = 0; t < ds; ++t) {
-              const double r = ys[t] - c[t];
-              rs_par += r * us[t];
-              ys_par += static_cast<double>(ys[t]) * us[t];
-            }
-            const double rest = par[i] - rs_par;
-            double* Ak = sums.A.data() + k * ds * ds;
-            double* bk = sums.b.data() + k * ds;
-            ++sums.count[k];
-            for (size_t a = 0; a < ds; ++a) {
-              bk[a] += ys[a] + wt * us[a] * (ys_par + rest);
-              for (size_t c2 = 0; c2 < ds; ++c2) Ak[a * ds + c2] += wt * us[a] * us[c2];
-            }
+      for_row_blocks(n, threads, [&](size_t blk, size_t begin, size_t end) {
+        CodewordSums& sums = partial[blk];
+        std::fill(sums.A.begin(), sums.A.end(), 0.0);
+        std::fill(sums.b.begin(), sums.b.end(), 0.0);
+        std::fill(sums.count.begin(), sums.count.end(), 0);
+        for (size_t i = begin; i < end; ++i) {
+          const size_t k = code[i * g + j];
+          const float* ys = y.data() + i * w + j * ds;
+          const float* us = u.data() + i * w + j * ds;
+          const float* c = old.data() + k * ds;
+          double wt = ws.eta[i] - 1.0, rs_par = 0.0, ys_par = 0.0;
+          for (size_t t = 0; t < ds; ++t) {
+            const double r = ys[t] - c[t];
+            rs_par += r * us[t];
+            ys_par += static_cast<double>(ys[t]) * us[t];
+          }
+          const double rest = par[i] - rs_par;
+          double* Ak = sums.A.data() + k * ds * ds;
+          double* bk = sums.b.data() + k * ds;
+          ++sums.count[k];
+          for (size_t a = 0; a < ds; ++a) {
+            bk[a] += ys[a] + wt * us[a] * (ys_par + rest);
+            for (size_t c2 = 0; c2 < ds; ++c2) Ak[a * ds + c2] += wt * us[a] * us[c2];
           }
         }
       });
@@ -340,19 +346,18 @@ void ProductQuantizer::update_codebooks(const Workspace& ws, const std::vector<u
 
 double ProductQuantizer::mean_loss(const Workspace& ws, const uint8_t* codes, int threads) const {
   std::vector<double> partial(row_blocks(ws.n), 0.0);
-  parallel_for(partial.size(), threads, 1, [&](size_t bb, size_t be, int) {
+  for_row_blocks(ws.n, threads, [&](size_t blk, size_t begin, size_t end) {
     std::vector<float> rec(ws.D, 0.f);
-    for (size_t blk = bb; blk < be; ++blk)
-      for (size_t i = blk * kRowBlock; i < std::min(ws.n, (blk + 1) * kRowBlock); ++i) {
-        decode(codes + i * m_, rec.data());
-        double sq = 0.0, par = 0.0;
-        for (size_t j = 0; j < ws.D; ++j) {
-          double v = static_cast<double>(ws.yrow(i)[j]) - rec[j];
-          sq += v * v;
-          par += v * ws.urow(i)[j];
-        }
-        partial[blk] += sq + (ws.eta[i] - 1.0) * par * par;
+    for (size_t i = begin; i < end; ++i) {
+      decode(codes + i * m_, rec.data());
+      double sq = 0.0, par = 0.0;
+      for (size_t j = 0; j < ws.D; ++j) {
+        double v = static_cast<double>(ws.yrow(i)[j]) - rec[j];
+        sq += v * v;
+        par += v * ws.urow(i)[j];
       }
+      partial[blk] += sq + (ws.eta[i] - 1.0) * par * par;
+    }
   });
   double total = 0.0;
   for (double p : partial) total += p;
