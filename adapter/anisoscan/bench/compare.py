@@ -366,7 +366,8 @@ def run(args: argparse.Namespace) -> int:
     timing = TimingPlan(args.rounds or timing.rounds, args.repeats or timing.repeats,
                         timing.min_seconds if args.min_seconds is None else args.min_seconds)
     for w in workloads(args):
-        setup = Setup(nlist=args.nlist or peers_mod.default_nlist(w.base.shape[0]), quick=args.quick)
+        setup = Setup(nlist=args.nlist or peers_mod.default_nlist(w.base.shape[0]),
+                      quick=args.quick or args.short_sweeps)
         log.info("%s: %d x %d, %s, %d queries, nlist %d, peers %s", w.name, w.base.shape[0], w.base.shape[1],
                  w.metric, w.queries.shape[0], setup.nlist, ",".join(names))
         report = compare(w, names, setup, args.k, args.threads, timing, progress=not args.no_progress)
@@ -386,6 +387,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"(default all but the ablations {','.join(peers_mod.ABLATIONS)})")
     p.add_argument("--quick", action="store_true",
                    help=f"subsample to {QUICK_BASE:,} vectors and {QUICK_QUERIES} queries, short sweeps")
+    p.add_argument("--short-sweeps", action="store_true",
+                   help="the short sweeps of --quick on the whole data (for large n, e.g. scaling runs)")
     p.add_argument("--out", default="bench/results", help="output folder (default bench/results)")
     p.add_argument("--k", type=int, default=10, help=option_help("k", "of every search and of recall@k (default 10)"))
     p.add_argument("--nlist", type=int, default=None,
