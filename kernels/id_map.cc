@@ -30,12 +30,12 @@ size_t IdMap::probe(int64_t id, const std::vector<Partition>& parts) const {
   return i;
 }
 
-void IdMap::rebuild(const std::vector<Partition>& parts) {
+void IdMap::rebuild(const std::vector<Partition>& parts, size_t first, size_t last) {
   size_t n = 0;
-  for (const auto& p : parts) n += p.size();
+  for (size_t p = first; p < last; ++p) n += parts[p].size();
   slots_.assign(capacity_for(n), kEmpty);
   size_ = 0;
-  for (size_t p = 0; p < parts.size(); ++p)
+  for (size_t p = first; p < last; ++p)
     for (size_t i = 0; i < parts[p].size(); ++i)
       insert(parts[p].ids()[i], {static_cast<uint32_t>(p), static_cast<uint32_t>(i)}, parts);
 }

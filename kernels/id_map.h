@@ -19,8 +19,8 @@ struct Location {
 
 class IdMap {
  public:
-  // Indexes every id of the partitions (ids are distinct).
-  void rebuild(const std::vector<Partition>& parts);
+  // Indexes every id of the partitions [first, last) (ids there are distinct).
+  void rebuild(const std::vector<Partition>& parts, size_t first, size_t last);
   std::optional<Location> find(int64_t id, const std::vector<Partition>& parts) const;
   // `id` must be absent and already stored at `at`.
   void insert(int64_t id, Location at, const std::vector<Partition>& parts);

@@ -14,6 +14,7 @@
 #include "kmeans.h"
 #include "params_file.h"
 #include "parallel.h"
+#include "soar.h"
 
 namespace anisoscan {
 
@@ -88,8 +89,12 @@ IvfIndex::~IvfIndex() = default;
 
 size_t IvfIndex::size() const {
   std::shared_lock lock(*mutex_);
+  return size_locked();
+}
+
+size_t IvfIndex::size_locked() const {
   size_t n = 0;
-  for (const auto& p : partitions_) n += p.size();
+  for (size_t p = 0; p < params_.nlist && p < partitions_.size(); ++p) n += partitions_[p].size();
   return n;
 }
 
@@ -150,9 +155,9 @@ void IvfIndex::train(MatrixView<const float> x) {
   set_centers(centers);
   pq_ = std::move(pq);
   refine_ = std::move(refine);
-  partitions_.assign(params_.nlist, Partition{});
-  id_map_ = IdMap{};
-  id_map_built_ = false;
+  partitions_.assign(slot_count(), Partition{});
+  first_copies_ = LazyIdMap{};
+  second_copies_ = LazyIdMap{};
   mapping_.reset();
   trained_ = true;
 }
@@ -177,16 +182,24 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   const size_t rb = raw_row_bytes();
   std::vector<uint8_t> raw(n * rb);
   for (size_t i = 0; rb && i < n; ++i) refine_.encode(xv.row(i), raw.data() + i * rb);
+  std::vector<int32_t> spill(spilling() ? n : 0);
+  std::vector<uint8_t> spill_codes(spill.size() * m);
+  if (spilling()) {
+    soar_assign(xv, assign.data(), center_panels_.data(), center_norms_.data(), params_.nlist, params_.soar_lambda,
+                params_.threads, spill.data());
+    const std::vector<float> spill_targets = code_targets(xv, spill.data(), [this](size_t p, float* buffer) {
+      center_row(p, buffer);
+      return buffer;
+    });
+    pq_.encode({spill_targets.data(), n, d}, xv, pq_train_params(params_), spill_codes.data());
+  }
 
   std::unique_lock lock(*mutex_);
   std::unordered_set<int64_t> incoming(ids, ids + n);
   if (incoming.size() != n) throw std::invalid_argument("ids: duplicate ids in one call; each id may appear once");
-  size_t stored = 0;
-  for (const auto& part : partitions_) stored += part.size();
   // A first add (a build) has nothing to collide with: the map is left to be built on first use.
-  const bool track = stored > 0 || id_map_built_;
   std::vector<int64_t> present;
-  if (track)
+  if (size_locked() > 0 || first_copies_.built)
     for (size_t i = 0; i < n; ++i)
       if (id_map().find(ids[i], partitions_)) present.push_back(ids[i]);
   if (!present.empty()) {
@@ -195,17 +208,24 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
                                   some_ids(present) + "; delete them first or upsert");
     remove_locked({present.data(), present.size()});
   }
+  append_rows(assign.data(), 0, ids, n, codes.data(), raw.data(), first_copies_);
+  if (spilling()) append_rows(spill.data(), params_.nlist, ids, n, spill_codes.data(), nullptr, second_copies_);
+}
+
+void IvfIndex::append_rows(const int32_t* where, size_t slot_base, const int64_t* ids, size_t n, const uint8_t* codes,
+                           const uint8_t* raw, LazyIdMap& map) {
+  const size_t m = pq_.num_subspaces(), rb = raw ? row_bytes_of(slot_base) : 0;
   // Reserve exactly so that a build allocates no growth slack.
-  std::vector<size_t> incoming_per_partition(params_.nlist, 0);
-  for (size_t i = 0; i < n; ++i) ++incoming_per_partition[assign[i]];
+  std::vector<size_t> incoming(params_.nlist, 0);
+  for (size_t i = 0; i < n; ++i) ++incoming[where[i]];
   for (size_t p = 0; p < params_.nlist; ++p)
-    if (incoming_per_partition[p])
-      partitions_[p].reserve(layout_, partitions_[p].size() + incoming_per_partition[p], rb);
+    if (incoming[p]) partitions_[slot_base + p].reserve(layout_, partitions_[slot_base + p].size() + incoming[p], rb);
   for (size_t i = 0; i < n; ++i) {
-    Partition& part = partitions_[assign[i]];
-    part.append(layout_, ids[i], codes.data() + i * m, rb ? raw.data() + i * rb : nullptr, rb);
-    if (track)
-      id_map_.insert(ids[i], {static_cast<uint32_t>(assign[i]), static_cast<uint32_t>(part.size() - 1)}, partitions_);
+    const size_t slot = slot_base + static_cast<size_t>(where[i]);
+    Partition& part = partitions_[slot];
+    part.append(layout_, ids[i], codes + i * m, rb ? raw + i * rb : nullptr, rb);
+    if (map.built)
+      map.map.insert(ids[i], {static_cast<uint32_t>(slot), static_cast<uint32_t>(part.size() - 1)}, partitions_);
   }
 }
 
@@ -245,13 +265,20 @@ std::vector<Location> IvfIndex::locate(Span<const int64_t> ids, const char* what
   return where;
 }
 
-const IdMap& IvfIndex::id_map() const {
+const IdMap& IvfIndex::built(LazyIdMap& map, size_t first, size_t last) const {
   std::lock_guard guard(*id_map_mutex_);
-  if (!id_map_built_) {
-    id_map_.rebuild(partitions_);
-    id_map_built_ = true;
+  if (!map.built) {
+    map.map.rebuild(partitions_, first, last);
+    map.built = true;
   }
-  return id_map_;
+  return map.map;
+}
+
+const uint8_t* IvfIndex::raw_row_at(size_t slot, size_t offset, const IdMap* first_copies) const {
+  const size_t rb = raw_row_bytes();
+  if (slot < params_.nlist) return partitions_[slot].raw_row(offset, rb);
+  const Location at = *first_copies->find(partitions_[slot].ids()[offset], partitions_);
+  return partitions_[at.partition].raw_row(at.offset, rb);
 }
 
 void IvfIndex::remove(Span<const int64_t> ids) {
@@ -262,6 +289,17 @@ void IvfIndex::remove(Span<const int64_t> ids) {
 
 void IvfIndex::remove_locked(Span<const int64_t> ids) {
   std::vector<Location> where = locate(ids, "ids");
+  std::vector<Location> second;
+  if (spilling()) {
+    const IdMap& map = spill_map();
+    for (size_t i = 0; i < ids.size; ++i)
+      if (auto at = map.find(ids[i], partitions_)) second.push_back(*at);
+  }
+  remove_at(std::move(where), first_copies_.map);
+  remove_at(std::move(second), second_copies_.map);
+}
+
+void IvfIndex::remove_at(std::vector<Location> where, IdMap& map) {
   // Highest offsets first: swap-remove then never moves a vector that is still to go.
   std::sort(where.begin(), where.end(), [](const Location& a, const Location& b) {
     return a.partition != b.partition ? a.partition < b.partition : a.offset > b.offset;
@@ -274,17 +312,18 @@ void IvfIndex::remove_locked(Span<const int64_t> ids) {
   for (const Location& loc : where) {
     Partition& part = partitions_[loc.partition];
     const size_t last = part.size() - 1;
-    id_map_.erase(part.ids()[loc.offset], partitions_);
-    if (loc.offset != last) id_map_.relocate(part.ids()[last], loc, partitions_);
-    part.swap_remove(layout_, loc.offset, raw_row_bytes());
+    map.erase(part.ids()[loc.offset], partitions_);
+    if (loc.offset != last) map.relocate(part.ids()[last], loc, partitions_);
+    part.swap_remove(layout_, loc.offset, row_bytes_of(loc.partition));
   }
 }
 
 void IvfIndex::compact() {
   std::unique_lock lock(*mutex_);
   for (auto& part : partitions_) part.shrink();
-  id_map_ = IdMap{};  // sized for what remains when next needed
-  id_map_built_ = false;
+  // Built again when next needed, sized for what remains.
+  first_copies_ = LazyIdMap{};
+  second_copies_ = LazyIdMap{};
 }
 
 void IvfIndex::contains(Span<const int64_t> ids, uint8_t* out) const {
@@ -321,13 +360,14 @@ size_t IvfIndex::memory_bytes() const {
                  (pq_.codebooks().capacity() + refine_.lo().capacity() + refine_.scale().capacity()) * sizeof(float) +
                  partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
-  return bytes + id_map_.memory_bytes() + (mapping_ ? mapping_->size() : 0);
+  return bytes + first_copies_.map.memory_bytes() + second_copies_.map.memory_bytes() +
+         (mapping_ ? mapping_->size() : 0);
 }
 
 // The payload of an index file (the container is index_file.h's): dim, metric, the
 // parameters (params_file.h), whether trained, then the centers, the codebooks, with
-// refine_type SQ8 its offsets and scales, and each partition's ids, codes and re-rank rows
-// (float32 arrays for FP32, byte arrays for SQ8; empty without raw data).
+// refine_type SQ8 its offsets and scales, and each slot's ids, codes and re-rank rows
+// (float32 arrays for FP32, byte arrays for SQ8; empty without raw data and for spilled copies).
 void IvfIndex::save(const std::string& path) const {
   std::shared_lock lock(*mutex_);
   const IndexParams& ip = params_;
@@ -346,8 +386,9 @@ void IvfIndex::save(const std::string& path) const {
       w.put_array(refine_.lo().data(), ip.dim);
       w.put_array(refine_.scale().data(), ip.dim);
     }
-    const size_t values_per_row = ip.with_raw_data ? ip.dim : 0;
-    for (const auto& part : partitions_) {
+    for (size_t slot = 0; slot < partitions_.size(); ++slot) {
+      const Partition& part = partitions_[slot];
+      const size_t values_per_row = row_bytes_of(slot) ? ip.dim : 0;
       w.put_array(part.ids(), part.size());
       w.put_array(part.codes(), layout_.bytes_for(part.size()));
       if (sq8)
@@ -386,9 +427,10 @@ IvfIndex IvfIndex::load(const std::string& path, bool mmap, bool verify_checksum
       std::vector<float> lo = r.copy_array<float>(d);
       index->refine_.set_ranges(std::move(lo), r.copy_array<float>(d));
     }
-    const size_t values_per_row = ip.with_raw_data ? d : 0, rb = index->raw_row_bytes();
-    index->partitions_.resize(ip.nlist);
-    for (auto& part : index->partitions_) {
+    index->partitions_.resize(index->slot_count());
+    for (size_t slot = 0; slot < index->partitions_.size(); ++slot) {
+      Partition& part = index->partitions_[slot];
+      const size_t rb = index->row_bytes_of(slot), values_per_row = rb ? d : 0;
       const uint64_t n = r.peek_count();
       if (n > r.payload_bytes() / 8) r.fail("implausible partition size");
       const int64_t* ids = r.array<int64_t>(n);

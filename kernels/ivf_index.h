@@ -86,6 +86,17 @@ class IvfIndex {
   static IndexParams resolved(IndexParams p);
   // Bytes of each vector's re-rank copy in a partition (0 without raw data).
   size_t raw_row_bytes() const { return params_.with_raw_data ? refine_.row_bytes() : 0; }
+  // partitions_ holds the nlist partitions, then with SOAR spilling nlist more: slot nlist + p
+  // holds the second copies (id and codes, no re-rank row) of the vectors spilled to partition p.
+  bool spilling() const { return params_.soar_lambda > 0 && params_.nlist > 1; }
+  size_t slot_count() const { return params_.nlist * (spilling() ? 2 : 1); }
+  size_t row_bytes_of(size_t slot) const { return slot < params_.nlist ? raw_row_bytes() : 0; }
+  // The re-rank row of the vector at (slot, offset): a spilled copy's is its first copy's,
+  // found through `first_copies` (the id map; only needed with spilled slots).
+  const uint8_t* raw_row_at(size_t slot, size_t offset, const IdMap* first_copies) const;
+  // The id map when re-ranking needs it to find spilled copies' rows, else null.
+  const IdMap* first_copies_for_rerank() const { return spilling() && raw_row_bytes() ? &id_map() : nullptr; }
+  size_t size_locked() const;
   // Rows as the index compares them: the caller's own, viewed in place (a batch search copies
   // nothing), or for COSINE normalized copies held here. Not copyable: the view may point into
   // the copy (a function returns one by guaranteed elision).
@@ -120,14 +131,27 @@ class IvfIndex {
   static constexpr size_t kQueryBlock = 64;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
                     const struct FastScanKernel& kernel, int64_t* ids, float* distances) const;
-  void finish_query(const float* query, ReservoirTopK<uint64_t>& candidates, size_t k, int64_t* ids,
-                    float* distances) const;
+  void finish_query(const float* query, ReservoirTopK<uint64_t>& candidates, size_t k, const IdMap* first_copies,
+                    int64_t* ids, float* distances) const;
+  // The filter of one call, resolved over every slot (both copies of a spilled vector).
+  std::unique_ptr<Passes> passes_for(const IdFilter& filter) const;
   // Where each of `ids` is stored; throws listing the ids that are absent.
   std::vector<Location> locate(Span<const int64_t> ids, const char* what) const;
-  // The id map, built on first use (searches without id filters never need it; a mapped
-  // file never pays for it unless it is changed). Callers hold mutex_, shared or unique.
-  const IdMap& id_map() const;
+  // An id map over the slots [first, last), built on first use (searches without id filters
+  // never need it; a mapped file never pays for it unless it is changed).
+  struct LazyIdMap {
+    IdMap map;
+    bool built = false;
+  };
+  // Where each id's first copy lies, and (spilling) its second. Callers hold mutex_, shared or unique.
+  const IdMap& id_map() const { return built(first_copies_, 0, params_.nlist); }
+  const IdMap& spill_map() const { return built(second_copies_, params_.nlist, slot_count()); }
+  const IdMap& built(LazyIdMap& map, size_t first, size_t last) const;
+  // Appends row i of codes [n, m] (and of raw [n, row bytes]) to slot slot_base + where[i].
+  void append_rows(const int32_t* where, size_t slot_base, const int64_t* ids, size_t n, const uint8_t* codes,
+                   const uint8_t* raw, LazyIdMap& map);
   void remove_locked(Span<const int64_t> ids);
+  void remove_at(std::vector<Location> where, IdMap& map);
   // Keeps the centers [nlist, dim] as panels with their squared norms: the one copy, laid out
   // for scoring all partitions of a query at once.
   void set_centers(const std::vector<float>& centers);
@@ -142,10 +166,8 @@ class IvfIndex {
   bool trained_ = false;
   std::shared_ptr<const MappedFile> mapping_;  // keeps views of a mapped file valid
   std::unique_ptr<std::shared_mutex> mutex_;
-  mutable IdMap id_map_;
-  mutable bool id_map_built_ = false;
-  std::unique_ptr<std::mutex> id_map_mutex_;  // builds it once under a shared mutex_
-
+  mutable LazyIdMap first_copies_, second_copies_;
+  std::unique_ptr<std::mutex> id_map_mutex_;  // builds a map once under a shared mutex_
 };
 
 }  // namespace anisoscan

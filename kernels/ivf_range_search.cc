@@ -54,8 +54,8 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   const FastScanKernel& kernel = fastscan_kernel(active_simd_level());
   const PreparedRows qp = prepare(queries);
   std::shared_lock lock(*mutex_);
-  std::unique_ptr<Passes> passes;
-  if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
+  const std::unique_ptr<Passes> passes = passes_for(filter);
+  const IdMap* first_copies = first_copies_for_rerank();
   const size_t d = params_.dim, m = pq_.num_subspaces(), rb = raw_row_bytes();
   std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
@@ -68,23 +68,27 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
       if (!tables_per_partition() && !rb) table.build(q, l2, nullptr);
       if (rb) refine_.prepare(q, params_.metric, rq);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
-        const Partition& part = partitions_[p];
-        if (rb) {  // distances from the re-rank copies: exact with FP32
-          for (size_t i = 0; i < part.size(); ++i) {
-            if (passes && !passes->test(p, i)) continue;
-            const float dist = refine_.distance(rq, params_.metric, part.raw_row(i, rb));
-            if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
+        if (!rb && tables_per_partition()) {
+          center_row(p, center.data());
+          table.build(q, true, center.data());
+        }
+        // The partition, then (spilling) its spilled copies.
+        for (size_t slot = p; slot < partitions_.size(); slot += params_.nlist) {
+          const Partition& part = partitions_[slot];
+          if (rb) {  // distances from the re-rank copies: exact with FP32
+            for (size_t i = 0; i < part.size(); ++i) {
+              if (passes && !passes->test(slot, i)) continue;
+              const float dist = refine_.distance(rq, params_.metric, raw_row_at(slot, i, first_copies));
+              if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
+            }
+          } else if (part.size() > 0) {
+            const float bias = score_bias(center_distance);
+            RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, slot, passes.get());
+            kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
           }
-        } else if (part.size() > 0) {
-          if (tables_per_partition()) {
-            center_row(p, center.data());
-            table.build(q, true, center.data());
-          }
-          const float bias = score_bias(center_distance);
-          RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, p, passes.get());
-          kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
         }
       }
+      if (spilling()) keep_closest_copy(out);
       std::sort(out.begin(), out.end());
     }
   });

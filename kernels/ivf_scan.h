@@ -2,8 +2,10 @@
 // vector, and one query's prepared lookup table.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "anisotropic_pq.h"
@@ -14,23 +16,28 @@
 
 namespace anisoscan {
 
-// The filter of one search call, resolved to a bit per stored vector.
+// The filter of one search call, resolved to a bit per stored copy of each vector.
 class IvfIndex::Passes {
  public:
-  // O(filter size) for id lists (through the id map), plus O(N) only for a mask (it is
-  // indexed by id, so every stored id is looked up once).
-  Passes(const std::vector<Partition>& partitions, const IdMap& map, const IdFilter& f)
+  // O(filter size) for id lists (through the id maps of the first and, when spilling, the
+  // second copies), plus O(N) only for a mask (it is indexed by id, so every stored id is
+  // looked up once).
+  Passes(const std::vector<Partition>& partitions, const IdMap& first, const IdMap* second, const IdFilter& f)
       : first_(partitions.size() + 1, 0) {
+    auto set_copies = [&](int64_t id, bool pass) {
+      set(first.find(id, partitions), pass);
+      if (second) set(second->find(id, partitions), pass);
+    };
     for (size_t p = 0; p < partitions.size(); ++p) first_[p + 1] = first_[p] + partitions[p].size();
     const size_t total = first_.back();
     bits_.assign((total + 63) / 64, f.has_allowed ? 0 : ~uint64_t{0});
     if (!f.has_allowed && total % 64) bits_.back() = (uint64_t{1} << (total % 64)) - 1;
     allowed_in_.assign(partitions.size(), 0);
     if (f.has_allowed)
-      for (int64_t id : f.allowed) set(map.find(id, partitions), true);
+      for (int64_t id : f.allowed) set_copies(id, true);
     else
       for (size_t p = 0; p < partitions.size(); ++p) allowed_in_[p] = partitions[p].size();
-    for (int64_t id : f.excluded) set(map.find(id, partitions), false);
+    for (int64_t id : f.excluded) set_copies(id, false);
     if (f.has_mask)
       for (size_t p = 0; p < partitions.size(); ++p)
         for (size_t i = 0; i < partitions[p].size(); ++i) {
@@ -57,6 +64,16 @@ class IvfIndex::Passes {
   std::vector<uint64_t> bits_;
   std::vector<size_t> allowed_in_;
 };
+
+// (distance, id) hits of one query in which a spilled vector may appear twice: keeps each
+// id once, at its smaller distance (copies re-ranked from the same row tie). Order is lost.
+inline void keep_closest_copy(std::vector<std::pair<float, int64_t>>& hits) {
+  std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second < b.second : a.first < b.first;
+  });
+  hits.erase(std::unique(hits.begin(), hits.end(), [](const auto& a, const auto& b) { return a.second == b.second; }),
+             hits.end());
+}
 
 // One query's lookup table, quantized and in the kernel's register order. One table serves
 // every partition, except for L2 with residual codes: there each partition needs a table

@@ -15,10 +15,8 @@ namespace anisoscan {
 
 namespace {
 
-// Candidates are labelled by location (partition << 32 | offset) until re-ranking.
-uint64_t location_label(size_t partition, size_t offset) {
-  return (static_cast<uint64_t>(partition) << 32) | offset;
-}
+// Candidates are labelled by location (slot << 32 | offset) until re-ranking.
+uint64_t location_label(size_t slot, size_t offset) { return (static_cast<uint64_t>(slot) << 32) | offset; }
 
 // How much of the next partition's codes to request ahead of scanning it.
 constexpr size_t kCodePrefetchBytes = 1024;
@@ -104,8 +102,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   const FastScanKernel& kernel = fastscan_kernel(active_simd_level());  // a bad ANISOSCAN_SIMD fails here
   const PreparedRows qp = prepare(queries);
   std::shared_lock lock(*mutex_);
-  std::unique_ptr<Passes> passes;
-  if (filter.active()) passes = std::make_unique<Passes>(partitions_, id_map(), filter);
+  const std::unique_ptr<Passes> passes = passes_for(filter);
   const size_t d = params_.dim, nq = queries.rows;
   // Blocks of queries, spread evenly over the threads.
   const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
@@ -119,6 +116,11 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   });
 }
 
+std::unique_ptr<IvfIndex::Passes> IvfIndex::passes_for(const IdFilter& filter) const {
+  if (!filter.active()) return nullptr;
+  return std::make_unique<Passes>(partitions_, id_map(), spilling() ? &spill_map() : nullptr, filter);
+}
+
 // Ranks the partitions of every query in the block, then visits each probed partition once,
 // scanning it for all the block's queries that probe it (kQueriesPerPass per pass over the
 // codes). The candidates equal those of one query at a time: a reservoir's top-k does not
@@ -127,7 +129,9 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
                             const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
   const size_t nq = q.rows, m = pq_.num_subspaces();
   const bool l2 = params_.metric == Metric::kL2, per_partition = tables_per_partition();
-  const size_t keep = params_.with_raw_data ? std::max(sp.k, sp.reorder_k) : sp.k;
+  // A spilled vector can take two places among the candidates: twice k of them hold k distinct.
+  const size_t needed = spilling() ? 2 * sp.k : sp.k;
+  const size_t keep = std::max(needed, params_.with_raw_data ? sp.reorder_k : 0);
   std::vector<ReservoirTopK<uint64_t>> heaps(nq, ReservoirTopK<uint64_t>(keep));
   // One table per query, built once; or per partition: one per query of the current pass, rebuilt.
   std::vector<PreparedTable> tables(per_partition ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq,
@@ -137,12 +141,19 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
 
   struct Visit {
     uint32_t rank;  // of the partition for this query
-    uint32_t partition;
+    uint32_t slot;  // the partition, or its spilled copies
     uint32_t query;
     float center_distance;
   };
   std::vector<Visit> visits;
   visits.reserve(nq * sp.nprobe);
+  // Probing partition p scans slot p and, when spilling, slot nlist + p; empty or filtered-out slots are skipped.
+  auto probe = [&](uint32_t rank, uint32_t p, uint32_t query, float center_distance, auto&& use) {
+    for (size_t slot = p; slot < partitions_.size(); slot += params_.nlist)
+      if (partitions_[slot].size() != 0 && (!passes || passes->allowed_in(slot) != 0))
+        use(Visit{rank, static_cast<uint32_t>(slot), query, center_distance});
+  };
+  auto push_visit = [&visits](const Visit& v) { visits.push_back(v); };
   // The block's inner products with every center in one blocked product: the centers stream
   // from memory once per block rather than once per query. Each row's sums are the ones a
   // single query gets (the same operations in the same order).
@@ -151,38 +162,34 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   inner_products_panels(q, center_panels_.data(), params_.nlist, products.get());
   for (size_t i = 0; i < nq; ++i) {
     const auto order = rank_by_products(products.get() + i * stride, sp.nprobe);
-    for (uint32_t r = 0; r < order.size(); ++r) {
-      const uint32_t p = order[r].second;
-      if (partitions_[p].size() == 0 || (passes && passes->allowed_in(p) == 0)) continue;
-      visits.push_back({r, p, static_cast<uint32_t>(i), order[r].first});
-    }
+    for (uint32_t r = 0; r < order.size(); ++r) probe(r, order[r].second, static_cast<uint32_t>(i), order[r].first, push_visit);
   }
   // Every query's nearest partition first (its threshold then starts tight), then the rest
   // partition by partition, each shared by the queries probing it.
   std::sort(visits.begin(), visits.end(), [](const Visit& a, const Visit& b) {
     if ((a.rank == 0) != (b.rank == 0)) return a.rank == 0;
     if (a.rank == 0) return a.query < b.query;
-    return a.partition != b.partition ? a.partition < b.partition : a.query < b.query;
+    return a.slot != b.slot ? a.slot < b.slot : a.query < b.query;
   });
 
-  // Scans partition p for visits [v, v + count), count <= kQueriesPerPass, all of partition p.
+  // Scans one slot for visits [v, v + count), count <= kQueriesPerPass, all of that slot.
   constexpr size_t kPass = FastScanKernel::kQueriesPerPass;
   std::vector<TopKSink<Passes>> sinks;
   sinks.reserve(kPass);
   std::vector<float> center(per_partition ? params_.dim : 0);
   auto scan = [&](const Visit* v, size_t count) {
-    const uint32_t p = v->partition;
-    const Partition& part = partitions_[p];
+    const uint32_t slot = v->slot;
+    const Partition& part = partitions_[slot];
     const uint8_t* luts[kPass];
     uint32_t limits[kPass];
     ScanSink* sink_ptrs[kPass];
     sinks.clear();
-    if (per_partition) center_row(p, center.data());
+    if (per_partition) center_row(slot % params_.nlist, center.data());
     for (size_t j = 0; j < count; ++j) {
       PreparedTable& table = tables[per_partition ? j : v[j].query];
       if (per_partition) table.build(q.row(v[j].query), true, center.data());
       const float bias = score_bias(v[j].center_distance);
-      sinks.emplace_back(heaps[v[j].query], table.lut(), bias, p, passes);
+      sinks.emplace_back(heaps[v[j].query], table.lut(), bias, slot, passes);
       luts[j] = table.prepared();
       limits[j] = sinks[j].limit();
       sink_ptrs[j] = &sinks[j];
@@ -191,54 +198,55 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   };
   for (size_t a = 0; a < visits.size();) {
     size_t b = a;
-    while (b < visits.size() && b - a < kPass && visits[b].partition == visits[a].partition) ++b;
+    while (b < visits.size() && b - a < kPass && visits[b].slot == visits[a].slot) ++b;
     // The next partition's codes start loading while this one is scanned (the hardware
     // prefetcher only catches on within a partition).
     if (b < visits.size()) {
-      const Partition& next = partitions_[visits[b].partition];
+      const Partition& next = partitions_[visits[b].slot];
       prefetch_bytes(next.codes(), std::min(layout_.bytes_for(next.size()), kCodePrefetchBytes));
     }
     scan(&visits[a], b - a);
     a = b;
   }
 
+  const IdMap* first_copies = first_copies_for_rerank();
+  auto scan_visit = [&scan](const Visit& v) { scan(&v, 1); };
   for (size_t i = 0; i < nq; ++i) {
-    if (passes && heaps[i].size() < sp.k) {
-      // The filter starves the candidates: visit further partitions, best first, until k.
+    if (passes && heaps[i].size() < needed) {
+      // The filter starves the candidates: visit further partitions, best first, until enough.
       const auto all = rank_partitions(q.row(i), params_.nlist);
-      for (size_t r = sp.nprobe; r < all.size() && heaps[i].size() < sp.k; ++r) {
-        const uint32_t p = all[r].second;
-        if (partitions_[p].size() == 0 || passes->allowed_in(p) == 0) continue;
-        const Visit v{static_cast<uint32_t>(r), p, static_cast<uint32_t>(i), all[r].first};
-        scan(&v, 1);
-      }
+      for (size_t r = sp.nprobe; r < all.size() && heaps[i].size() < needed; ++r)
+        probe(static_cast<uint32_t>(r), all[r].second, static_cast<uint32_t>(i), all[r].first, scan_visit);
     }
-    finish_query(q.row(i), heaps[i], sp.k, out_ids + i * sp.k, out_dist + i * sp.k);
+    finish_query(q.row(i), heaps[i], sp.k, first_copies, out_ids + i * sp.k, out_dist + i * sp.k);
   }
 }
 
 // Re-ranks a query's candidates with their re-rank copies (when kept) and writes its k results.
-void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_t k, int64_t* out_ids,
-                            float* out_dist) const {
+void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_t k, const IdMap* first_copies,
+                            int64_t* out_ids, float* out_dist) const {
   const size_t rb = raw_row_bytes();
   const auto candidates = heap.take();
   // The candidates' rows and ids lie scattered in memory: request them all before the first
   // is needed, so that the misses overlap instead of queueing one after another.
   for (const auto& c : candidates) {
-    const Partition& part = partitions_[c.label >> 32];
-    const size_t off = c.label & 0xFFFFFFFFu;
-    __builtin_prefetch(part.ids() + off);
-    if (rb) prefetch_bytes(part.raw_row(off, rb), rb);
+    const size_t slot = c.label >> 32, off = c.label & 0xFFFFFFFFu;
+    __builtin_prefetch(partitions_[slot].ids() + off);
+    if (rb && slot < params_.nlist) prefetch_bytes(partitions_[slot].raw_row(off, rb), rb);
   }
-  thread_local RefineCodec::Query rq;  // kept across queries: no allocation per query
+  // Both kept across queries: no allocation per query.
+  thread_local RefineCodec::Query rq;
+  thread_local std::vector<std::pair<float, int64_t>> scored;
   if (rb) refine_.prepare(q, params_.metric, rq);
-  TopK<int64_t> best(k);
+  scored.clear();
   for (const auto& c : candidates) {
-    const Partition& part = partitions_[c.label >> 32];
-    const size_t off = c.label & 0xFFFFFFFFu;
-    const float dist = rb ? refine_.distance(rq, params_.metric, part.raw_row(off, rb)) : c.distance;
-    best.push(dist, part.ids()[off]);
+    const size_t slot = c.label >> 32, off = c.label & 0xFFFFFFFFu;
+    const float dist = rb ? refine_.distance(rq, params_.metric, raw_row_at(slot, off, first_copies)) : c.distance;
+    scored.emplace_back(dist, partitions_[slot].ids()[off]);
   }
+  if (spilling()) keep_closest_copy(scored);
+  TopK<int64_t> best(k);
+  for (const auto& [dist, id] : scored) best.push(dist, id);
   auto result = best.take_sorted();
   for (size_t j = 0; j < k; ++j) {
     out_ids[j] = j < result.size() ? result[j].label : -1;

@@ -98,6 +98,7 @@ struct ScannConfig : IvfConfig {
   int pq_iterations;
   int pq_init_iters;
   size_t pq_training_sample_size;
+  double soar_lambda;
 
   template <class Visit>
   static void declare(Visit&& v) {
@@ -125,6 +126,9 @@ struct ScannConfig : IvfConfig {
                     "plain k-means iterations that start each sub-space's codebook"});
     v(Param<S, size_t>{&S::pq_training_sample_size, "pq_training_sample_size", b, 100000, 1, 1u << 31,
                        "of the training sample, vectors the codebooks are trained on (all are encoded)"});
+    v(Param<S, double>{&S::soar_lambda, "soar_lambda", b, 0.0, 0, 1000,
+                       "SOAR spilling: > 0 also keeps each vector's codes (not its re-rank copy) in a second "
+                       "partition, chosen with this weight against residuals parallel to the first (paper: 1); 0: off"});
   }
 
   ScannConfig();

@@ -7,8 +7,10 @@
 
 #include "anisotropic_pq.h"
 #include "bindings.h"
+#include "distances.h"
 #include "fastscan.h"
 #include "fastscan_lut.h"
+#include "soar.h"
 #include "topk.h"
 
 namespace py = pybind11;
@@ -149,6 +151,28 @@ void add_testing_module(py::module_& core) {
       py::arg("residuals"), py::arg("vectors"), py::arg("sub_dim"), py::arg("threshold"), py::arg("iterations"),
       py::arg("anisotropic_codebooks") = true, py::arg("exact_eta") = false, py::arg("threads") = 0,
       "Trains a standalone quantizer; returns losses, codes and codebooks (for tests and studies).");
+
+  m.def(
+      "soar_assign",
+      [](const FloatArray& x, const py::array_t<int32_t, py::array::c_style>& primary, const FloatArray& centers,
+         double lambda, int threads) {
+        auto xv = matrix(x, "vectors");
+        auto cv = matrix(centers, "centers");
+        if (cv.cols != xv.cols || static_cast<size_t>(primary.size()) != xv.rows)
+          throw std::invalid_argument("expected primary [n] and centers [nlist, dim] for vectors [n, dim]");
+        for (size_t i = 0; i < xv.rows; ++i)
+          if (primary.data()[i] < 0 || static_cast<size_t>(primary.data()[i]) >= cv.rows)
+            throw std::invalid_argument("primary: partition out of range");
+        py::array_t<int32_t> spill(static_cast<py::ssize_t>(xv.rows));
+        {
+          py::gil_scoped_release release;
+          const std::vector<float> panels = to_panels(cv), norms = row_norms_sq(cv);
+          soar_assign(xv, primary.data(), panels.data(), norms.data(), cv.rows, lambda, threads, spill.mutable_data());
+        }
+        return spill;
+      },
+      py::arg("vectors"), py::arg("primary"), py::arg("centers"), py::arg("soar_lambda"), py::arg("threads") = 0,
+      "Each vector's spilled partition as the index chooses it (kernels/soar.h).");
 
   // FastScan kernels, exposed for exactness tests and the kernel benchmark.
   m.def(

@@ -172,6 +172,18 @@ class AnisoscanSQ8(Anisoscan):
     build_options: ClassVar[dict[str, Any]] = {"refine_type": "SQ8"}
 
 
+# SOAR's weight (Sun et al. 2023 use 1), the same for anisoscan and ScaNN.
+SOAR_LAMBDA = 1.0
+
+
+class AnisoscanSoar(Anisoscan):
+    """Spilled assignment: each vector's codes in a second partition too."""
+
+    name = "anisoscan-soar"
+    description = f"anisoscan with SOAR spilling (soar_lambda={SOAR_LAMBDA}), exact reorder from raw vectors"
+    build_options: ClassVar[dict[str, Any]] = {"soar_lambda": SOAR_LAMBDA}
+
+
 class AnisoscanNoRaw(Anisoscan):
     name = "anisoscan-noraw"
     description = "anisoscan without raw vectors: ranked by the 4-bit codes alone"
@@ -198,8 +210,8 @@ class AnisoscanAssignOnly(AnisoscanNoRaw):
     build_options: ClassVar[dict[str, Any]] = {"anisotropic_codebooks": False}
 
 
-# Ablations run only when named with --peers.
-ABLATIONS = ("anisoscan-plain", "anisoscan-assign")
+# Ablations and variants run only when named with --peers.
+ABLATIONS = ("anisoscan-plain", "anisoscan-assign", "anisoscan-soar", "scann-soar")
 
 # --- Google ScaNN ---------------------------------------------------------------------------
 
@@ -209,6 +221,7 @@ class Scann(Peer):
     package = "scann"
     description = "Google ScaNN: tree + score_ah(2, threshold 0.2) + exact reorder"
     reorder = True
+    tree_options: ClassVar[dict[str, Any]] = {}  # extra tree() arguments (the SOAR variant)
 
     @classmethod
     def version(cls) -> str:
@@ -223,7 +236,7 @@ class Scann(Peer):
         n = base.shape[0]
         builder = scann.scann_ops_pybind.builder(base, 10, "dot_product" if metric == "IP" else "squared_l2")
         builder = builder.tree(self.setup.nlist, max(1, self.setup.nlist // 20),
-                               training_sample_size=min(n, self.setup.training_sample_size))
+                               training_sample_size=min(n, self.setup.training_sample_size), **self.tree_options)
         # Anisotropic quantization is defined for dot products; ScaNN rejects nothing on L2 but
         # its default (NaN) there means plain reconstruction loss, as in anisoscan (threshold 0).
         threshold = 0.2 if metric == "IP" else float("nan")
@@ -265,6 +278,16 @@ class Scann(Peer):
         with tempfile.TemporaryDirectory(prefix="anisoscan-bench-scann-") as tmp:
             self.searcher.serialize(tmp)
             return sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+
+
+class ScannSoar(Scann):
+    name = "scann-soar"
+    description = f"Google ScaNN with SOAR spilling (soar_lambda={SOAR_LAMBDA}) + exact reorder"
+    tree_options: ClassVar[dict[str, Any]] = {"soar_lambda": SOAR_LAMBDA}
+
+    @classmethod
+    def not_for(cls, metric: str) -> str | None:
+        return None if metric == "IP" else "ScaNN's SOAR takes dot products only"
 
 
 class ScannNoReorder(Scann):
@@ -416,8 +439,8 @@ class Hnswlib(Peer):
 
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    Anisoscan, AnisoscanDirect, AnisoscanSQ8, AnisoscanNoRaw, AnisoscanPlainPQ, AnisoscanAssignOnly, Scann,
-    ScannNoReorder,
+    Anisoscan, AnisoscanDirect, AnisoscanSQ8, AnisoscanSoar, AnisoscanNoRaw, AnisoscanPlainPQ, AnisoscanAssignOnly,
+    Scann, ScannSoar, ScannNoReorder,
     FaissIvfPqFastScan, FaissIvfPqFastScanRefine, FaissIvfFlat, Hnswlib)}
 
 

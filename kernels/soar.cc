@@ -1,0 +1,64 @@
+#include "soar.h"
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "distances.h"
+#include "parallel.h"
+
+namespace anisoscan {
+
+namespace {
+// Rows whose products with every center are held at once (two [rows, centers] blocks).
+constexpr size_t kRowBlock = 128;
+}  // namespace
+
+void soar_assign(MatrixView<const float> x, const int32_t* primary, const float* center_panels,
+                 const float* center_norms, size_t ncenters, double lambda, int threads, int32_t* spill) {
+  const size_t d = x.cols, stride = panel_count(ncenters) * kPanelRows;
+  if (ncenters < 2) throw std::invalid_argument("soar_assign: a second partition needs at least two centers");
+  const size_t blocks = (x.rows + kRowBlock - 1) / kRowBlock;
+  parallel_for(blocks, threads, 1, [&](size_t b, size_t e, int) {
+    std::vector<float> residuals(kRowBlock * d), center(d);
+    std::unique_ptr<float[]> xc(new float[kRowBlock * stride]), rc(new float[kRowBlock * stride]);
+    for (size_t block = b; block < e; ++block) {
+      const size_t first = block * kRowBlock, rows = std::min(kRowBlock, x.rows - first);
+      const MatrixView<const float> xb{x.row(first), rows, d};
+      for (size_t i = 0; i < rows; ++i) {
+        panel_row(center_panels, d, static_cast<size_t>(primary[first + i]), center.data());
+        for (size_t t = 0; t < d; ++t) residuals[i * d + t] = xb.row(i)[t] - center[t];
+      }
+      inner_products_panels(xb, center_panels, ncenters, xc.get());  // <x, c'>
+      inner_products_panels({residuals.data(), rows, d}, center_panels, ncenters, rc.get());  // <r, c'>
+      for (size_t i = 0; i < rows; ++i) {
+        const float* xi = xb.row(i);
+        const float* ri = residuals.data() + i * d;
+        double xx = 0, rx = 0, rr = 0;
+        for (size_t t = 0; t < d; ++t) {
+          xx += static_cast<double>(xi[t]) * xi[t];
+          rx += static_cast<double>(ri[t]) * xi[t];
+          rr += static_cast<double>(ri[t]) * ri[t];
+        }
+        const double weight = rr > 0 ? lambda / rr : 0.0;
+        const size_t own = static_cast<size_t>(primary[first + i]);
+        double best = std::numeric_limits<double>::infinity();
+        int32_t pick = -1;
+        for (size_t c = 0; c < ncenters; ++c) {
+          if (c == own) continue;
+          const double parallel = rx - rc[i * stride + c];  // <r, x - c'>
+          const double loss = xx - 2.0 * xc[i * stride + c] + center_norms[c] + weight * parallel * parallel;
+          if (loss < best) {
+            best = loss;
+            pick = static_cast<int32_t>(c);
+          }
+        }
+        spill[first + i] = pick;
+      }
+    }
+  });
+}
+
+}  // namespace anisoscan
