@@ -19,8 +19,9 @@ import pytest
 from anisoscan.datasets import make_clustered
 from anisoscan.metrics import recall_at_k
 from anisoscan.milvus.front import FrontServer, Settings
+from anisoscan.milvus.front import translate as t
 from anisoscan.milvus.front.reconcile import DIGEST_RANGES_PER_ROUND, RANGE_ROWS, Repair
-from pymilvus import DataType, MilvusClient
+from pymilvus import AnnSearchRequest, DataType, MilvusClient, RRFRanker, WeightedRanker
 from pymilvus.client.prepare import Prepare
 from pymilvus.exceptions import MilvusException
 from pymilvus.grpc_gen import milvus_pb2
@@ -218,6 +219,38 @@ def test_filters_offset_and_output_fields(int_served):
                             search_params={"params": {"nprobe": 2, "reorder_k": 10}})
     assert hits_of(paged)[0] == [row[5:] for row in hits_of(res)[0]]
 
+
+def test_hybrid_search_fuses_searches_served_by_anisoscan(int_served, str_served):
+    """Milvus 2.3.5 has no HybridSearch: the front answers it whole. Each search is the node's
+    own answer, fused by the front's rankers (their formulas: tests/test_front_translate.py)."""
+    s = int_served
+    q = s.data.queries[:5]
+    s.client.search(s.name, data=q[:1].tolist(), limit=10, filter="bucket == 7", search_params=APPROX)  # resolved
+    searches = [AnnSearchRequest(q.tolist(), "vector", APPROX, limit=10),
+                AnnSearchRequest(q.tolist(), "vector", APPROX, limit=8, expr="bucket == 7")]
+    node = [(t.Hits(*s.node_search(q, 10, APPROX["params"])), "IP"),
+            (t.Hits(*s.node_search(q, 8, APPROX["params"], keys_of("int64", range(7, N_INT, BUCKETS)))), "IP")]
+    for ranker, rank in ((RRFRanker(20), t.Ranker("rrf", limit=6, offset=2, k=20.0)),
+                         (WeightedRanker(0.8, 0.2), t.Ranker("weighted", 6, 2, weights=(0.8, 0.2), norm_score=True))):
+        res = s.client.hybrid_search(s.name, searches, ranker, limit=6, offset=2, output_fields=["bucket", "title"])
+        want = t.fuse(rank, node)
+        ids, scores = hits_of(res)
+        assert ids == want.keys and all(len(row) == 6 for row in ids)
+        np.testing.assert_allclose(np.array(scores), np.array(want.scores), rtol=1e-5)
+        for row in res:
+            for h in row:
+                i = h["id"] + 50_000
+                assert h["entity"] == {"bucket": i % BUCKETS, "title": f"title {i}"}
+    expect_status(1100, "length of weights param mismatch", s.client.hybrid_search, s.name, searches,
+                  WeightedRanker(1.0), limit=5)
+    expect_status(1100, "nq should be the same", s.client.hybrid_search, s.name,
+                  [searches[0], AnnSearchRequest(q[:2].tolist(), "vector", APPROX, limit=5)], RRFRanker(), limit=5)
+    # varchar keys, L2: ties in the fused order go to the smaller key.
+    v, q = str_served, str_served.data.queries[:3]
+    res = v.client.hybrid_search(v.name, [AnnSearchRequest(q.tolist(), "vector", APPROX, limit=5)] * 2, RRFRanker(),
+                                 limit=5)
+    want = t.fuse(t.Ranker("rrf", limit=5), [(t.Hits(*v.node_search(q, 5, APPROX["params"])), "L2")] * 2)
+    assert hits_of(res)[0] == want.keys
 
 def raw_search(front: FrontServer):
     """The Search RPC without pymilvus in between."""

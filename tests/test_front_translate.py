@@ -156,3 +156,63 @@ def test_key_ranges_and_digests(tmp_path):
     store.set_digests("front_r", ids[:5].tolist(), [None] * 5)  # deleted from the index
     assert min(store.range_rows("front_r", None, None)) == -45
     store.close()
+
+
+def rank_params(ranker, limit: int, searches: int = 2, **kwargs) -> list[common_pb2.KeyValuePair]:
+    """The rank_params pymilvus itself sends for MilvusClient.hybrid_search."""
+    return list(Prepare.hybrid_search_request_with_ranker("docs", [], ranker, limit, **kwargs).rank_params)
+
+
+def test_rankers_are_read_from_what_pymilvus_sends():
+    from pymilvus import RRFRanker, WeightedRanker
+
+    rrf = t.ranker(rank_params(RRFRanker(30), 7, offset=2, round_decimal=3), 2)
+    assert (rrf.strategy, rrf.k, rrf.limit, rrf.offset, rrf.round_decimal) == ("rrf", 30.0, 7, 2, 3)
+    weighted = t.ranker(rank_params(WeightedRanker(0.7, 0.3), 5), 2)
+    assert (weighted.strategy, weighted.weights, weighted.norm_score) == ("weighted", (0.7, 0.3), True)
+    assert not t.ranker(rank_params(WeightedRanker(1, 0.5, norm_score=False), 5), 2).norm_score
+    for params, searches, message in (
+            (rank_params(WeightedRanker(0.7, 0.3), 5), 3, "length of weights param mismatch"),
+            (rank_params(WeightedRanker(1.5, 0.3), 5), 2, "each weight should be in range"),
+            (rank_params(RRFRanker(20000), 5), 2, "RRF k"),
+            (rank_params(RRFRanker(), 5, round_decimal=9), 2, "round_decimal"),
+            ([common_pb2.KeyValuePair(key="strategy", value="rrf")], 2, "limit not found in rank_params"),
+            ([common_pb2.KeyValuePair(key="limit", value="5")], 2, "params not found in rank_params"),
+            ([common_pb2.KeyValuePair(key="limit", value="5"), common_pb2.KeyValuePair(key="strategy", value="max"),
+              common_pb2.KeyValuePair(key="params", value="{}")], 2, "unsupported rank type")):
+        with pytest.raises(MilvusError, match=message) as caught:
+            t.ranker(params, searches)
+        assert caught.value.code == PARAMETER_INVALID
+
+
+def test_fusion_follows_milvus_formulas():
+    first = t.Hits([[5, 3, 9]], [[0.9, 0.5, 0.1]])
+    second = t.Hits([[3, 7]], [[0.8, 0.4]])
+    rrf = t.fuse(t.Ranker("rrf", limit=3, k=60.0), [(first, "IP"), (second, "IP")])
+    # 3: 1/62 + 1/61 first; 5 and 7 tie at 1/61 and 1/62 -> 5: 1/61, 7: 1/62; 9: 1/63.
+    assert rrf.keys == [[3, 5, 7]]
+    np.testing.assert_allclose(rrf.scores[0], [1 / 62 + 1 / 61, 1 / 61, 1 / 62])
+    tie = t.fuse(t.Ranker("rrf", limit=2), [(t.Hits([[8]], [[1.0]]), "IP"), (t.Hits([[2]], [[1.0]]), "IP")])
+    assert tie.keys == [[2, 8]]  # equal scores: the smaller key first
+    weighted = t.fuse(t.Ranker("weighted", limit=2, offset=1, round_decimal=4, weights=(0.6, 0.4), norm_score=True),
+                      [(first, "IP"), (second, "COSINE")])
+    score = {5: 0.6 * (0.5 + np.arctan(0.9) / np.pi),
+             3: 0.6 * (0.5 + np.arctan(0.5) / np.pi) + 0.4 * (1 + 0.8) / 2,
+             9: 0.6 * (0.5 + np.arctan(0.1) / np.pi), 7: 0.4 * (1 + 0.4) / 2}
+    order = sorted(score, key=lambda key: -score[key])
+    assert weighted.keys == [order[1:3]]
+    np.testing.assert_allclose(weighted.scores[0], [round(score[key], 4) for key in order[1:3]], atol=1e-12)
+    # L2 without normalization: distances summed, smallest first.
+    near = t.fuse(t.Ranker("weighted", limit=3, weights=(1.0, 1.0)),
+                  [(t.Hits([[1, 2]], [[0.5, 2.0]]), "L2"), (t.Hits([[2, 3]], [[0.1, 0.3]]), "L2")])
+    assert near.keys == [[3, 1, 2]] and near.scores == [[0.3, 0.5, 2.1]]
+    assert t.round_score(0.125, 2) == 0.13 and t.round_score(-0.125, 2) == -0.12 and t.round_score(0.3, -1) == 0.3
+
+
+def test_upstream_results_split_per_query():
+    data = schema_pb2.SearchResultData(num_queries=2, top_k=3, topks=[2, 1], scores=[0.5, 0.4, 0.9],
+                                       ids=schema_pb2.IDs(str_id=schema_pb2.StringArray(data=["a", "b", "c"])))
+    hits = t.hits_of(data)
+    assert hits.keys == [["a", "b"], ["c"]]
+    np.testing.assert_allclose(np.concatenate(hits.scores), [0.5, 0.4, 0.9], rtol=1e-6)
+    assert [len(row) for row in hits.scores] == [2, 1]

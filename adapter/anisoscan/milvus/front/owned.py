@@ -1,13 +1,14 @@
 """The RPCs the front answers itself for SCANN fields; for any other field each is forwarded.
 
 Index management (CreateIndex, DescribeIndex, GetIndexState, GetIndexBuildProgress,
-DropIndex), Search, and the writes (Insert, Upsert, Delete, DropCollection), which are
+DropIndex), Search and HybridSearch, and the writes (Insert, Upsert, Delete, DropCollection), which are
 forwarded and then applied to the served fields. Every answer is a Milvus status: bad input
 is code 1100 (IllegalArgument) naming the field and the fix, a dead upstream code 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -70,6 +71,25 @@ def _db(request: Any, metadata: Metadata) -> str:
     return request.db_name or next((str(v) for k, v in metadata if k == "dbname"), "") or "default"
 
 
+def _part_of(request: milvus_pb2.HybridSearchRequest, sub: milvus_pb2.SearchRequest,
+             db: str) -> milvus_pb2.SearchRequest:
+    """One search of a HybridSearch as a Search of its own: the request's collection, partitions
+    and consistency; no output fields, offset or rounding (those apply to the fused page)."""
+    part = milvus_pb2.SearchRequest()
+    part.CopyFrom(sub)
+    part.db_name = part.db_name or db
+    part.collection_name = part.collection_name or request.collection_name
+    if not part.partition_names:
+        part.partition_names.extend(request.partition_names)
+    part.guarantee_timestamp = part.guarantee_timestamp or request.guarantee_timestamp
+    part.consistency_level, part.use_default_consistency = request.consistency_level, request.use_default_consistency
+    del part.output_fields[:]
+    kept = [kv for kv in part.search_params if kv.key not in ("offset", "round_decimal")]
+    del part.search_params[:]
+    part.search_params.extend(kept)
+    return part
+
+
 class Front:
     """The owned RPC handlers, and the served fields by (db, collection)."""
 
@@ -112,6 +132,7 @@ class Front:
             "Upsert": (m.UpsertRequest, m.MutationResult, self.upsert),
             "Delete": (m.DeleteRequest, m.MutationResult, self.delete),
             "Search": (m.SearchRequest, m.SearchResults, self.search),
+            "HybridSearch": (m.HybridSearchRequest, m.SearchResults, self.hybrid_search),
             **{name: (getattr(m, f"{name}Request"), status, self._load_state_changer(name))
                for name in ("LoadCollection", "ReleaseCollection", "LoadPartitions", "ReleasePartitions")},
         }
@@ -420,8 +441,17 @@ class Front:
             return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)
         spec = t.search_spec(request)
         served = self._searched_field(request, spec, collection)
-        if served is None:
+        hits = None if served is None else self._served_hits(collection, served, request, spec, md)
+        if served is None or hits is None:
             return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)
+        rec = served.record
+        columns = self._output_columns(rec, request, hits, md) if request.output_fields else []
+        return t.search_results(rec.collection, hits, spec.limit, rec.pk_type, columns)
+
+    def _served_hits(self, collection: CollectionState, served: ServedField, request: milvus_pb2.SearchRequest,
+                     spec: t.SearchSpec, md: Metadata) -> t.Hits | None:
+        """A search of a served field answered by the node; None when the upstream should answer
+        it (a filter new at this version of the collection)."""
         rec = served.record
         self._require_loaded(collection, md)
         try:
@@ -437,14 +467,56 @@ class Front:
         if request.dsl or request.partition_names:
             allowed = self._allowed(collection, served, request, md)
             if allowed is None:  # a filter new at this version: the upstream's exact search is cheaper
-                return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)
+                return None
         if allowed is not None and not allowed.size:
             ids, scores = np.full((len(x), k), -1, np.int64), np.zeros((len(x), k), np.float32)
         else:
             ids, scores = self.node.search(rec.node_name, x, k, options, allowed_ids=allowed)
-        hits = self._hits(rec, ids[:, spec.offset:], scores[:, spec.offset:], spec.round_decimal)
-        columns = self._output_columns(rec, request, hits, md) if request.output_fields else []
-        return t.search_results(rec.collection, hits, spec.limit, rec.pk_type, columns)
+        return self._hits(rec, ids[:, spec.offset:], scores[:, spec.offset:], spec.round_decimal)
+
+    def hybrid_search(self, request: milvus_pb2.HybridSearchRequest, md: Metadata) -> Message:
+        """Each search served by the node or (other fields) by the upstream, then fused here
+        with the request's ranker, as Milvus 2.6 fuses them; output fields fetched after."""
+        db = _db(request, md)
+        collection = self._collection(db, request.collection_name)
+        if collection is None or not collection.fields or request.HasField("function_score") \
+                or request.function_chains or t.UPSTREAM_RANK_KEYS & t.pairs(request.rank_params).keys():
+            return self.upstream.call("HybridSearch", request, milvus_pb2.SearchResults, md)
+        searches = [_part_of(request, sub, db) for sub in request.requests]
+        specs = [dataclasses.replace(t.search_spec(s), offset=0, round_decimal=-1) for s in searches]
+        fields = [self._searched_field(s, spec, collection) for s, spec in zip(searches, specs)]
+        if not any(fields):
+            return self.upstream.call("HybridSearch", request, milvus_pb2.SearchResults, md)
+        if len(searches) > t.MAX_SUB_REQUESTS:
+            raise invalid(f"requests: {len(searches)} searches; at most {t.MAX_SUB_REQUESTS} are allowed")
+        if len({s.nq for s in searches}) > 1:
+            raise invalid("sub search request nq should be the same; send the same number of query vectors to each")
+        rank = t.ranker(request.rank_params, len(searches))
+        parts = []
+        for search, spec, served in zip(searches, specs, fields):
+            hits = None if served is None else self._served_hits(collection, served, search, spec, md)
+            if hits is None:
+                reply = self.upstream.call("Search", search, milvus_pb2.SearchResults, md)
+                check(reply.status)
+                hits = t.hits_of(reply.results)
+            metric = served.record.metric if served is not None else spec.metric
+            if metric is None and rank.strategy == "weighted":
+                metric = self._index_metric(db, request.collection_name, spec.anns_field, md)
+            parts.append((hits, metric or ""))
+        rec = next(f.record for f in fields if f is not None)
+        fused = t.fuse(rank, parts)
+        columns = self._output_columns(rec, request, fused, md) if request.output_fields else []
+        return t.search_results(rec.collection, fused, rank.limit, rec.pk_type, columns)
+
+    def _index_metric(self, db: str, collection: str, field_name: str, md: Metadata) -> str:
+        """The metric of a field's upstream index (a search that names none is scored by it)."""
+        reply = self.upstream.call("DescribeIndex", milvus_pb2.DescribeIndexRequest(
+            db_name=db, collection_name=collection, field_name=field_name), milvus_pb2.DescribeIndexResponse, md)
+        check(reply.status)
+        for d in reply.index_descriptions:
+            if d.field_name == field_name or not field_name:
+                return t.pairs(d.params).get("metric_type", "").upper()
+        raise invalid(f"anns_field: no index on field {field_name!r} of {collection!r}; create one first")
 
     def _allowed(self, collection: CollectionState, served: ServedField, request: milvus_pb2.SearchRequest,
                  md: Metadata) -> np.ndarray | None:
@@ -467,10 +539,11 @@ class Front:
         for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
             row = [(keys_of[i], s) for i, s in zip(row_ids, row_scores) if i >= 0 and i in keys_of]
             hits.keys.append([key for key, _ in row])
-            hits.scores.append([round(s, round_decimal) if round_decimal >= 0 else s for _, s in row])
+            hits.scores.append([t.round_score(s, round_decimal) for _, s in row])
         return hits
 
-    def _output_columns(self, rec: FieldRecord, request: milvus_pb2.SearchRequest, hits: t.Hits,
+    def _output_columns(self, rec: FieldRecord, request: milvus_pb2.SearchRequest | milvus_pb2.HybridSearchRequest,
+                        hits: t.Hits,
                         md: Metadata) -> list[schema_pb2.FieldData]:
         """The output fields of every hit, fetched from the upstream by primary key, in hit order.
 

@@ -7,6 +7,7 @@ parameter) naming the field and the fix.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,10 @@ _INDEX_REQUEST_KEYS = frozenset({"index_type", "metric_type", "params", "index_n
 # Search features the front does not serve; a request using one goes to the upstream whole.
 UPSTREAM_SEARCH_KEYS = frozenset({"radius", "range_filter", "group_by_field", "group_by_fields", "iterator",
                                   "search_iter_v2", "order_by_fields", "search_aggregation"})
+# HybridSearch rank_params the front does not serve (grouping): such a request goes upstream whole.
+UPSTREAM_RANK_KEYS = frozenset({"group_by_field", "group_size", "strict_group_size", "rank_group_scorer"})
+MAX_SUB_REQUESTS = 1024  # Milvus's bound on a HybridSearch's searches
+RRF_MAX_K = 16384
 
 
 def pairs(kvs: Iterable[common_pb2.KeyValuePair]) -> dict[str, str]:
@@ -205,6 +210,113 @@ class Hits:
 
     keys: list[list[Any]]
     scores: list[list[float]]
+
+
+def round_score(score: float, decimals: int) -> float:
+    """Milvus's round_decimal: half away from zero at `decimals` places; -1 keeps the score."""
+    if decimals < 0:
+        return score
+    scale = 10.0**decimals
+    return math.floor(score * scale + 0.5) / scale
+
+
+def hits_of(results: schema_pb2.SearchResultData) -> Hits:
+    """The hits of an upstream SearchResults, split per query."""
+    keys, scores = keys_of(results.ids), list(results.scores)
+    hits, start = Hits([], []), 0
+    for n in results.topks:
+        hits.keys.append(keys[start:start + n])
+        hits.scores.append(scores[start:start + n])
+        start += n
+    return hits
+
+
+# --- HybridSearch: several searches fused into one ranking (Milvus's rerankers) ------------
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """A HybridSearch's rank_params: how the searches' hits are fused, and the page returned."""
+
+    strategy: str  # "rrf" or "weighted"
+    limit: int
+    offset: int = 0
+    round_decimal: int = -1
+    k: float = 60.0  # rrf: each hit adds 1 / (k + its rank), ranks from 1
+    weights: tuple[float, ...] = ()  # weighted: one per search, in [0, 1]
+    norm_score: bool = False  # weighted: scores mapped into [0, 1] by metric first
+
+
+def ranker(rank_params: Iterable[common_pb2.KeyValuePair], searches: int) -> Ranker:
+    """Reads rank_params as Milvus 2.6 does (pymilvus sends strategy, params, limit, offset, round_decimal)."""
+    kv = pairs(rank_params)
+    if "limit" not in kv:
+        raise invalid("limit not found in rank_params; pass limit= to hybrid_search")
+    limit, offset = _int("limit", kv["limit"], 0), _int("offset", kv.get("offset"), 0)
+    if not 1 <= limit <= mc.MAX_TOPK:
+        raise invalid(f"limit: {limit} is invalid; top k should be in range [1, {mc.MAX_TOPK}]")
+    if offset < 0 or offset + limit > mc.MAX_TOPK:
+        raise invalid(f"offset: {offset} is invalid; offset + limit should be in range [1, {mc.MAX_TOPK}]")
+    round_decimal = _int("round_decimal", kv.get("round_decimal"), -1)
+    if not (round_decimal == -1 or 0 <= round_decimal <= 6):
+        raise invalid(f"round_decimal: {round_decimal} is invalid; should be -1 or an integer in range [0, 6]")
+    strategy = kv.get("strategy", "rrf").lower()
+    if strategy not in ("rrf", "weighted"):
+        raise invalid(f"unsupported rank type {strategy!r}; use RRFRanker or WeightedRanker")
+    if "params" not in kv:
+        raise invalid("params not found in rank_params; pass a ranker")
+    params = _json_object("rank_params.params", kv["params"])
+    if strategy == "rrf":
+        k = params.get("k", 60)
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k < RRF_MAX_K:
+            raise invalid(f"RRF k: {k!r} is invalid; it should be in range (0, {RRF_MAX_K})")
+        return Ranker("rrf", limit, offset, round_decimal, k=float(k))
+    weights = params.get("weights")
+    if not isinstance(weights, list) or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights):
+        raise invalid(f"weights: expected a list of numbers, got {weights!r}")
+    if len(weights) != searches:
+        raise invalid(f"the length of weights param mismatch with ann search requests: {len(weights)} weights "
+                      f"for {searches} searches; give one weight per search")
+    if any(not 0 <= w <= 1 for w in weights):
+        raise invalid(f"weights: {weights} is invalid; each weight should be in range [0, 1]")
+    norm = params.get("norm_score", False)
+    if not isinstance(norm, bool):
+        raise invalid(f"norm_score: {norm!r} is invalid; it should be true or false")
+    return Ranker("weighted", limit, offset, round_decimal, weights=tuple(float(w) for w in weights),
+                  norm_score=norm)
+
+
+def normalized_score(metric: str, score: float) -> float:
+    """A search score mapped into [0, 1], larger is better, as Milvus's weighted ranker maps it."""
+    if metric == "COSINE":
+        return (1.0 + score) / 2.0
+    if metric == "IP":
+        return 0.5 + math.atan(score) / math.pi
+    return 1.0 - 2.0 * math.atan(score) / math.pi  # a distance (L2)
+
+
+def fuse(rank: Ranker, searches: Sequence[tuple[Hits, str]]) -> Hits:
+    """The fused page of each query over the searches' (hits, metric): scores summed per key,
+    best first, ties to the smaller key; then [offset, offset + limit), rounded."""
+    metrics = {metric for _, metric in searches}
+    mixed = "L2" in metrics and len(metrics) > 1  # distances are mapped even without norm_score
+    descending = rank.strategy == "rrf" or rank.norm_score or mixed or "L2" not in metrics
+    fused = Hits([], [])
+    for q in range(len(searches[0][0].keys)):
+        total: dict[Any, float] = {}
+        for i, (hits, metric) in enumerate(searches):
+            for place, (key, score) in enumerate(zip(hits.keys[q], hits.scores[q])):
+                if rank.strategy == "rrf":
+                    value = 1.0 / (rank.k + place + 1)
+                else:
+                    norm = rank.norm_score or (mixed and metric == "L2")
+                    value = rank.weights[i] * (normalized_score(metric, score) if norm else score)
+                total[key] = total.get(key, 0.0) + value
+        ordered = sorted(total.items(), key=lambda item: (-item[1] if descending else item[1], item[0]))
+        page = ordered[rank.offset:rank.offset + rank.limit]
+        fused.keys.append([key for key, _ in page])
+        fused.scores.append([round_score(score, rank.round_decimal) for _, score in page])
+    return fused
 
 
 def search_results(collection: str, hits: Hits, limit: int, pk_type: int,
