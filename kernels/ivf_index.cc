@@ -173,10 +173,11 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<int32_t> assign(n);
   assign_nearest_panels(xv, center_panels_.data(), center_norms_.data(), params_.nlist, params_.metric != Metric::kL2,
                         assign.data(), nullptr, params_.threads);
-  std::vector<float> targets = code_targets(xv, assign.data(), [this](size_t p, float* buffer) {
+  auto center_of = [this](size_t p, float* buffer) {
     center_row(p, buffer);
     return buffer;
-  });
+  };
+  std::vector<float> targets = code_targets(xv, assign.data(), center_of);
   std::vector<uint8_t> codes(n * m);
   pq_.encode({targets.data(), n, d}, xv, pq_train_params(params_), codes.data());
   const size_t rb = raw_row_bytes();
@@ -187,10 +188,7 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   if (spilling()) {
     soar_assign(xv, assign.data(), center_panels_.data(), center_norms_.data(), params_.nlist, params_.soar_lambda,
                 params_.threads, spill.data());
-    const std::vector<float> spill_targets = code_targets(xv, spill.data(), [this](size_t p, float* buffer) {
-      center_row(p, buffer);
-      return buffer;
-    });
+    const std::vector<float> spill_targets = code_targets(xv, spill.data(), center_of);
     pq_.encode({spill_targets.data(), n, d}, xv, pq_train_params(params_), spill_codes.data());
   }
 
@@ -267,8 +265,8 @@ std::vector<Location> IvfIndex::locate(Span<const int64_t> ids, const char* what
 
 const IdMap& IvfIndex::built(LazyIdMap& map, size_t first, size_t last) const {
   std::lock_guard guard(*id_map_mutex_);
-  if (!map.built) {
-    map.map.rebuild(partitions_, first, last);
+  if (!map.built) {  // an untrained index has no slots
+    map.map.rebuild(partitions_, std::min(first, partitions_.size()), std::min(last, partitions_.size()));
     map.built = true;
   }
   return map.map;
@@ -360,6 +358,7 @@ size_t IvfIndex::memory_bytes() const {
                  (pq_.codebooks().capacity() + refine_.lo().capacity() + refine_.scale().capacity()) * sizeof(float) +
                  partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();
+  std::lock_guard maps(*id_map_mutex_);  // a search may be building one
   return bytes + first_copies_.map.memory_bytes() + second_copies_.map.memory_bytes() +
          (mapping_ ? mapping_->size() : 0);
 }

@@ -90,6 +90,11 @@ class IvfIndex {
   // holds the second copies (id and codes, no re-rank row) of the vectors spilled to partition p.
   bool spilling() const { return params_.soar_lambda > 0 && params_.nlist > 1; }
   size_t slot_count() const { return params_.nlist * (spilling() ? 2 : 1); }
+  // fn(slot) for the slots a probe of partition p scans: p, then (spilling) nlist + p.
+  template <class Fn>
+  void for_each_slot(size_t p, Fn&& fn) const {
+    for (size_t slot = p; slot < partitions_.size(); slot += params_.nlist) fn(slot);
+  }
   size_t row_bytes_of(size_t slot) const { return slot < params_.nlist ? raw_row_bytes() : 0; }
   // The re-rank row of the vector at (slot, offset): a spilled copy's is its first copy's,
   // found through `first_copies` (the id map; only needed with spilled slots).
@@ -130,15 +135,17 @@ class IvfIndex {
   // Queries searched together: they share each pass over a partition's codes.
   static constexpr size_t kQueryBlock = 64;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
-                    const struct FastScanKernel& kernel, int64_t* ids, float* distances) const;
+                    const IdMap* first_copies, const struct FastScanKernel& kernel, int64_t* ids,
+                    float* distances) const;
   void finish_query(const float* query, ReservoirTopK<uint64_t>& candidates, size_t k, const IdMap* first_copies,
                     int64_t* ids, float* distances) const;
   // The filter of one call, resolved over every slot (both copies of a spilled vector).
   std::unique_ptr<Passes> passes_for(const IdFilter& filter) const;
   // Where each of `ids` is stored; throws listing the ids that are absent.
   std::vector<Location> locate(Span<const int64_t> ids, const char* what) const;
-  // An id map over the slots [first, last), built on first use (searches without id filters
-  // never need it; a mapped file never pays for it unless it is changed).
+  // An id map over the slots [first, last), built on first use (searches need it only for id
+  // filters, or to re-rank spilled copies; a mapped file never pays for it unless one of those
+  // or a change asks).
   struct LazyIdMap {
     IdMap map;
     bool built = false;

@@ -16,7 +16,7 @@ namespace {
 template <typename Passes>
 class RangeSink final : public ScanSink {
  public:
-  RangeSink(std::vector<std::pair<float, int64_t>>& out, const QuantizedLut& lut, float bias, float low, float high,
+  RangeSink(std::vector<Hit>& out, const QuantizedLut& lut, float bias, float low, float high,
             const Partition& part, size_t p, const Passes* passes)
       : out_(out), lut_(lut), bias_(bias), low_(low), high_(high), part_(part), p_(p), passes_(passes) {
     limit_ = lut_.limit_for(high - bias);
@@ -26,12 +26,12 @@ class RangeSink final : public ScanSink {
   uint32_t push(size_t index, uint16_t score) override {
     float dist = bias_ + lut_.distance(score);
     if (dist >= low_ && dist < high_ && (!passes_ || passes_->test(p_, index)))
-      out_.emplace_back(dist, part_.ids()[index]);
+      out_.push_back({dist, part_.ids()[index]});
     return limit_;
   }
 
  private:
-  std::vector<std::pair<float, int64_t>>& out_;
+  std::vector<Hit>& out_;
   const QuantizedLut& lut_;
   float bias_, low_, high_;
   const Partition& part_;
@@ -57,7 +57,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   const std::unique_ptr<Passes> passes = passes_for(filter);
   const IdMap* first_copies = first_copies_for_rerank();
   const size_t d = params_.dim, m = pq_.num_subspaces(), rb = raw_row_bytes();
-  std::vector<std::vector<std::pair<float, int64_t>>> hits(queries.rows);
+  std::vector<std::vector<Hit>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
     PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
     RefineCodec::Query rq;
@@ -72,32 +72,33 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
           center_row(p, center.data());
           table.build(q, true, center.data());
         }
-        // The partition, then (spilling) its spilled copies.
-        for (size_t slot = p; slot < partitions_.size(); slot += params_.nlist) {
+        for_each_slot(p, [&](size_t slot) {
           const Partition& part = partitions_[slot];
           if (rb) {  // distances from the re-rank copies: exact with FP32
             for (size_t i = 0; i < part.size(); ++i) {
               if (passes && !passes->test(slot, i)) continue;
               const float dist = refine_.distance(rq, params_.metric, raw_row_at(slot, i, first_copies));
-              if (dist >= low && dist < high) out.emplace_back(dist, part.ids()[i]);
+              if (dist >= low && dist < high) out.push_back({dist, part.ids()[i]});
             }
           } else if (part.size() > 0) {
             const float bias = score_bias(center_distance);
             RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, slot, passes.get());
             kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
           }
-        }
+        });
       }
       if (spilling()) keep_closest_copy(out);
-      std::sort(out.begin(), out.end());
+      std::sort(out.begin(), out.end(), [](const Hit& a, const Hit& b) {
+        return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+      });
     }
   });
   RangeResult r;
   r.lims.push_back(0);
   for (const auto& h : hits) {
-    for (const auto& [dist, id] : h) {
-      r.ids.push_back(id);
-      r.distances.push_back(to_milvus_distance(params_.metric, dist));
+    for (const Hit& hit : h) {
+      r.ids.push_back(hit.id);
+      r.distances.push_back(to_milvus_distance(params_.metric, hit.distance));
     }
     r.lims.push_back(r.ids.size());
   }

@@ -1,11 +1,11 @@
 // What search and range search share: the filter of one call resolved to a bit per stored
-// vector, and one query's prepared lookup table.
+// copy of each vector, the merging of a spilled vector's two copies, and one query's
+// prepared lookup table.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "anisotropic_pq.h"
@@ -65,13 +65,19 @@ class IvfIndex::Passes {
   std::vector<size_t> allowed_in_;
 };
 
-// (distance, id) hits of one query in which a spilled vector may appear twice: keeps each
-// id once, at its smaller distance (copies re-ranked from the same row tie). Order is lost.
-inline void keep_closest_copy(std::vector<std::pair<float, int64_t>>& hits) {
-  std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second < b.second : a.first < b.first;
-  });
-  hits.erase(std::unique(hits.begin(), hits.end(), [](const auto& a, const auto& b) { return a.second == b.second; }),
+// One hit of a query: its distance, id and (search) where it is stored (slot << 32 | offset).
+struct Hit {
+  float distance;
+  int64_t id;
+  uint64_t label = 0;
+};
+
+// Hits in which a spilled vector may appear twice: keeps each id once, at its smaller
+// distance (copies re-ranked from the same row tie). Order is lost.
+inline void keep_closest_copy(std::vector<Hit>& hits) {
+  std::sort(hits.begin(), hits.end(),
+            [](const Hit& a, const Hit& b) { return a.id != b.id ? a.id < b.id : a.distance < b.distance; });
+  hits.erase(std::unique(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) { return a.id == b.id; }),
              hits.end());
 }
 

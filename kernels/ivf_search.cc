@@ -39,15 +39,15 @@ float missing_distance(Metric metric) {
 template <typename Passes>
 class TopKSink final : public ScanSink {
  public:
-  TopKSink(ReservoirTopK<uint64_t>& top, const QuantizedLut& lut, float bias, size_t partition, const Passes* passes)
-      : top_(top), lut_(lut), bias_(bias), partition_(partition), passes_(passes) {
+  TopKSink(ReservoirTopK<uint64_t>& top, const QuantizedLut& lut, float bias, size_t slot, const Passes* passes)
+      : top_(top), lut_(lut), bias_(bias), slot_(slot), passes_(passes) {
     update_limit();
   }
   uint32_t limit() const { return limit_; }
 
   uint32_t push(size_t index, uint16_t score) override {
-    if (passes_ && !passes_->test(partition_, index)) return limit_;
-    top_.push(bias_ + lut_.distance(score), location_label(partition_, index));
+    if (passes_ && !passes_->test(slot_, index)) return limit_;
+    top_.push(bias_ + lut_.distance(score), location_label(slot_, index));
     if (top_.worst() != worst_) update_limit();
     return limit_;
   }
@@ -61,7 +61,7 @@ class TopKSink final : public ScanSink {
   ReservoirTopK<uint64_t>& top_;
   const QuantizedLut& lut_;
   float bias_;
-  size_t partition_;
+  size_t slot_;
   const Passes* passes_;
   float worst_;
   uint32_t limit_;
@@ -103,6 +103,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   const PreparedRows qp = prepare(queries);
   std::shared_lock lock(*mutex_);
   const std::unique_ptr<Passes> passes = passes_for(filter);
+  const IdMap* first_copies = first_copies_for_rerank();
   const size_t d = params_.dim, nq = queries.rows;
   // Blocks of queries, spread evenly over the threads.
   const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
@@ -110,7 +111,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   parallel_for((nq + block - 1) / block, sp.threads, 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
       const size_t first = i * block, count = std::min(block, nq - first);
-      search_block({qp.rows().row(first), count, d}, sp, passes.get(), kernel, ids + first * sp.k,
+      search_block({qp.rows().row(first), count, d}, sp, passes.get(), first_copies, kernel, ids + first * sp.k,
                    distances + first * sp.k);
     }
   });
@@ -126,7 +127,8 @@ std::unique_ptr<IvfIndex::Passes> IvfIndex::passes_for(const IdFilter& filter) c
 // codes). The candidates equal those of one query at a time: a reservoir's top-k does not
 // depend on the order of its pushes.
 void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, const Passes* passes,
-                            const FastScanKernel& kernel, int64_t* out_ids, float* out_dist) const {
+                            const IdMap* first_copies, const FastScanKernel& kernel, int64_t* out_ids,
+                            float* out_dist) const {
   const size_t nq = q.rows, m = pq_.num_subspaces();
   const bool l2 = params_.metric == Metric::kL2, per_partition = tables_per_partition();
   // A spilled vector can take two places among the candidates: twice k of them hold k distinct.
@@ -146,12 +148,13 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     float center_distance;
   };
   std::vector<Visit> visits;
-  visits.reserve(nq * sp.nprobe);
-  // Probing partition p scans slot p and, when spilling, slot nlist + p; empty or filtered-out slots are skipped.
+  visits.reserve(nq * sp.nprobe * slot_count() / params_.nlist);
+  // A probe of partition p visits its slots, skipping those empty or filtered out.
   auto probe = [&](uint32_t rank, uint32_t p, uint32_t query, float center_distance, auto&& use) {
-    for (size_t slot = p; slot < partitions_.size(); slot += params_.nlist)
+    for_each_slot(p, [&](size_t slot) {
       if (partitions_[slot].size() != 0 && (!passes || passes->allowed_in(slot) != 0))
         use(Visit{rank, static_cast<uint32_t>(slot), query, center_distance});
+    });
   };
   auto push_visit = [&visits](const Visit& v) { visits.push_back(v); };
   // The block's inner products with every center in one blocked product: the centers stream
@@ -162,7 +165,8 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   inner_products_panels(q, center_panels_.data(), params_.nlist, products.get());
   for (size_t i = 0; i < nq; ++i) {
     const auto order = rank_by_products(products.get() + i * stride, sp.nprobe);
-    for (uint32_t r = 0; r < order.size(); ++r) probe(r, order[r].second, static_cast<uint32_t>(i), order[r].first, push_visit);
+    for (uint32_t r = 0; r < order.size(); ++r)
+      probe(r, order[r].second, static_cast<uint32_t>(i), order[r].first, push_visit);
   }
   // Every query's nearest partition first (its threshold then starts tight), then the rest
   // partition by partition, each shared by the queries probing it.
@@ -209,7 +213,6 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     a = b;
   }
 
-  const IdMap* first_copies = first_copies_for_rerank();
   auto scan_visit = [&scan](const Visit& v) { scan(&v, 1); };
   for (size_t i = 0; i < nq; ++i) {
     if (passes && heaps[i].size() < needed) {
@@ -236,17 +239,21 @@ void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_
   }
   // Both kept across queries: no allocation per query.
   thread_local RefineCodec::Query rq;
-  thread_local std::vector<std::pair<float, int64_t>> scored;
-  if (rb) refine_.prepare(q, params_.metric, rq);
-  scored.clear();
+  thread_local std::vector<Hit> hits;
+  hits.clear();
   for (const auto& c : candidates) {
     const size_t slot = c.label >> 32, off = c.label & 0xFFFFFFFFu;
-    const float dist = rb ? refine_.distance(rq, params_.metric, raw_row_at(slot, off, first_copies)) : c.distance;
-    scored.emplace_back(dist, partitions_[slot].ids()[off]);
+    hits.push_back({c.distance, partitions_[slot].ids()[off], c.label});
   }
-  if (spilling()) keep_closest_copy(scored);
+  if (spilling()) keep_closest_copy(hits);  // each vector re-ranked once
+  if (rb) refine_.prepare(q, params_.metric, rq);
   TopK<int64_t> best(k);
-  for (const auto& [dist, id] : scored) best.push(dist, id);
+  for (const Hit& hit : hits) {
+    const float dist =
+        rb ? refine_.distance(rq, params_.metric, raw_row_at(hit.label >> 32, hit.label & 0xFFFFFFFFu, first_copies))
+           : hit.distance;
+    best.push(dist, hit.id);
+  }
   auto result = best.take_sorted();
   for (size_t j = 0; j < k; ++j) {
     out_ids[j] = j < result.size() ? result[j].label : -1;

@@ -128,7 +128,8 @@ struct ScannConfig : IvfConfig {
                        "of the training sample, vectors the codebooks are trained on (all are encoded)"});
     v(Param<S, double>{&S::soar_lambda, "soar_lambda", b, 0.0, 0, 1000,
                        "SOAR spilling: > 0 also keeps each vector's codes (not its re-rank copy) in a second "
-                       "partition, chosen with this weight against residuals parallel to the first (paper: 1); 0: off"});
+                       "partition, chosen with this weight against residuals parallel to the first (paper: 1); "
+                       "0: off"});
   }
 
   ScannConfig();

@@ -12,8 +12,9 @@
 namespace anisoscan {
 
 namespace {
-// Rows whose products with every center are held at once (two [rows, centers] blocks).
-constexpr size_t kRowBlock = 128;
+// Rows whose products with every center are held at once (two [rows, centers] blocks), few
+// enough that the blocks stay in L2 (as in assign_nearest_panels).
+constexpr size_t kRowBlock = 32;
 }  // namespace
 
 void soar_assign(MatrixView<const float> x, const int32_t* primary, const float* center_panels,
@@ -45,7 +46,7 @@ void soar_assign(MatrixView<const float> x, const int32_t* primary, const float*
         const double weight = rr > 0 ? lambda / rr : 0.0;
         const size_t own = static_cast<size_t>(primary[first + i]);
         double best = std::numeric_limits<double>::infinity();
-        int32_t pick = -1;
+        int32_t pick = own == 0 ? 1 : 0;  // a valid partition even if every loss is NaN
         for (size_t c = 0; c < ncenters; ++c) {
           if (c == own) continue;
           const double parallel = rx - rc[i * stride + c];  // <r, x - c'>

@@ -43,6 +43,10 @@ def test_the_spilled_partition_minimizes_the_soar_loss(lam):
     assert (spill == loss.argmin(1)).mean() > 0.98
     # Thread count and block boundaries do not change the choice.
     assert (_core.testing.soar_assign(x, primary, centers, lam, threads=1) == spill).all()
+    # A row whose every loss is NaN still gets a partition, never an index out of range.
+    nan = np.full((2, 37), np.nan, np.float32)
+    picked = _core.testing.soar_assign(nan, np.array([0, 5], np.int32), centers, lam)
+    assert ((picked >= 0) & (picked < 70) & (picked != [0, 5])).all()
 
 
 def test_a_larger_lambda_picks_residuals_more_orthogonal_to_the_first():
@@ -178,6 +182,13 @@ def test_range_search_lists_each_vector_once(clustered, with_raw):
         assert len(np.unique(got)) == len(got)
         if with_raw:  # exact: the same set as brute force
             assert set(got.tolist()) == set(np.flatnonzero(d2[i] < radius).tolist())
+
+
+def test_an_untrained_core_index_finds_no_ids():
+    core = _core.IvfIndex(8, "L2", {"nlist": 4, "soar_lambda": 1.0})  # below the Python API's guard
+    assert not core.contains(np.array([1, 2], np.int64)).any()
+    with pytest.raises(ValueError, match="not in the index"):
+        core.get_vectors(np.array([1], np.int64))
 
 
 def test_soar_lambda_is_validated():
