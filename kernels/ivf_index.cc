@@ -208,6 +208,7 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   }
   append_rows(assign.data(), 0, ids, n, codes.data(), raw.data(), first_copies_);
   if (spilling()) append_rows(spill.data(), params_.nlist, ids, n, spill_codes.data(), nullptr, second_copies_);
+  first_copies_for_rerank();  // searches need it (if any): built here, not in the first query's time
 }
 
 void IvfIndex::append_rows(const int32_t* where, size_t slot_base, const int64_t* ids, size_t n, const uint8_t* codes,
