@@ -1,9 +1,10 @@
 """The RPCs the front answers itself for SCANN fields; for any other field each is forwarded.
 
 Index management (CreateIndex, DescribeIndex, GetIndexState, GetIndexBuildProgress,
-DropIndex), Search and HybridSearch, and the writes (Insert, Upsert, Delete, DropCollection), which are
-forwarded and then applied to the served fields. Every answer is a Milvus status: bad input
-is code 1100 (IllegalArgument) naming the field and the fix, a dead upstream code 2.
+DropIndex), Search and HybridSearch, and the writes (Insert, Upsert, Delete,
+DropCollection), which are forwarded and then applied to the served fields. Every answer
+is a Milvus status: bad input is code 1100 (IllegalArgument) naming the field and the fix,
+a dead upstream code 2.
 """
 
 from __future__ import annotations
@@ -543,8 +544,7 @@ class Front:
         return hits
 
     def _output_columns(self, rec: FieldRecord, request: milvus_pb2.SearchRequest | milvus_pb2.HybridSearchRequest,
-                        hits: t.Hits,
-                        md: Metadata) -> list[schema_pb2.FieldData]:
+                        hits: t.Hits, md: Metadata) -> list[schema_pb2.FieldData]:
         """The output fields of every hit, fetched from the upstream by primary key, in hit order.
 
         A hit whose row is gone upstream (deleted by a writer that bypassed the front) is dropped.
