@@ -37,9 +37,8 @@ void soar_assign(MatrixView<const float> x, const int32_t* primary, const float*
       for (size_t i = 0; i < rows; ++i) {
         const float* xi = xb.row(i);
         const float* ri = residuals.data() + i * d;
-        double xx = 0, rx = 0, rr = 0;
+        double rx = 0, rr = 0;
         for (size_t t = 0; t < d; ++t) {
-          xx += static_cast<double>(xi[t]) * xi[t];
           rx += static_cast<double>(ri[t]) * xi[t];
           rr += static_cast<double>(ri[t]) * ri[t];
         }
@@ -50,7 +49,8 @@ void soar_assign(MatrixView<const float> x, const int32_t* primary, const float*
         for (size_t c = 0; c < ncenters; ++c) {
           if (c == own) continue;
           const double parallel = rx - rc[i * stride + c];  // <r, x - c'>
-          const double loss = xx - 2.0 * xc[i * stride + c] + center_norms[c] + weight * parallel * parallel;
+          // The loss less ||x||^2, the same for every c'.
+          const double loss = center_norms[c] - 2.0 * xc[i * stride + c] + weight * parallel * parallel;
           if (loss < best) {
             best = loss;
             pick = static_cast<int32_t>(c);
