@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent import futures
 
 import grpc
@@ -9,6 +10,7 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the front needs pymilvus (pip install '.[milvus]')")
 
+from anisoscan.milvus.front import FrontServer, Settings  # noqa: E402
 from anisoscan.milvus.front.proxy import SERVICE, FrontHandler, Upstream  # noqa: E402
 from pymilvus.grpc_gen import milvus_pb2  # noqa: E402
 from server_process import free_port  # noqa: E402
@@ -97,3 +99,28 @@ def test_an_unreachable_upstream_is_a_milvus_status(front_to):
     with pytest.raises(grpc.RpcError) as caught:  # a method without a Milvus status keeps gRPC's code
         list(channel.stream_stream(STREAM)(iter([b"x"]), timeout=10))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_idle_clients_keepalive_pings_are_allowed(tmp_path):
+    """Milvus lets clients ping every 5 s with no call open (its Go server's enforcement policy);
+    gRPC's default server takes the third such ping as abuse and sends GOAWAY (too_many_pings).
+    Go's gRPC clients (the Go SDK, Attu) have no cap on pings without data; C-core has one."""
+    upstream, upstream_port = serve(FakeMilvus())
+    running = FrontServer.start(Settings(f"127.0.0.1:{upstream_port}", tmp_path, port=0, reconcile_interval_s=0))
+    # pymilvus's keepalive options, pinging at 6 s instead of 10 s so that four pings fit in 26 s,
+    # and with no cap on pings without data, as a Go client pings
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}", options=[
+        ("grpc.keepalive_time_ms", 6000), ("grpc.keepalive_timeout_ms", 5000),
+        ("grpc.keepalive_permit_without_calls", True), ("grpc.http2.max_pings_without_data", 0)])
+    states = []
+    try:
+        stream = channel.stream_stream(STREAM)
+        assert list(stream(iter([b"ab"]))) == [b"ba"]
+        channel.subscribe(states.append)
+        time.sleep(26)
+        assert list(stream(iter([b"cd"]))) == [b"dc"]
+        assert set(states) == {grpc.ChannelConnectivity.READY}  # never dropped: no GOAWAY, no reconnect
+    finally:
+        channel.close()
+        running.stop(0)
+        upstream.stop(0)

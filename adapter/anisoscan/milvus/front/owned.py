@@ -60,7 +60,6 @@ _STATES = {IN_PROGRESS: common_pb2.IndexState.InProgress, FINISHED: common_pb2.I
            FAILED: common_pb2.IndexState.Failed}
 
 
-_INDEXES_CHANGED = "can't change the index for loaded collection"  # Milvus 2.3's refusal to load
 
 
 def _state(served: ServedField) -> int:
@@ -324,18 +323,21 @@ class Front:
         def forward(request: Any, md: Metadata) -> common_pb2.Status:
             status = self.upstream.call(method, request, common_pb2.Status, md)
             collection = self._collection(_db(request, md), request.collection_name)
-            if method == "LoadCollection" and collection is not None and _INDEXES_CHANGED in status.reason:
+            if method == "LoadCollection" and not is_ok(status) and collection is not None \
+                    and collection.loaded_by_front:
                 status = self._load_again(collection, request, md)
             if collection is not None:
                 collection.loaded = False  # asked again (GetLoadState) at the next search
+                collection.loaded_by_front = False  # the client's load state from here on
             return status
         return forward
 
     def _load_again(self, collection: CollectionState, request: milvus_pb2.LoadCollectionRequest,
                     md: Metadata) -> common_pb2.Status:
         """The front loaded the collection itself to export a SCANN field, before the client
-        created its other indexes; Milvus 2.3 then refuses the client's load. Once no export
-        needs the collection, it is released and loaded again with every index."""
+        created its other indexes; Milvus 2.3 then refuses the client's load ("can't change the
+        index for loaded collection"). Once no export needs the collection, it is released and
+        loaded again with every index. Keyed on the front's own load, not on Milvus's words."""
         with collection.upstream_load:
             check(self.upstream.call("ReleaseCollection", milvus_pb2.ReleaseCollectionRequest(
                 db_name=collection.db, collection_name=collection.name), common_pb2.Status,

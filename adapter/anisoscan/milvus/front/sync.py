@@ -73,6 +73,7 @@ class CollectionState:
     upstream_load: threading.Lock = field(default_factory=threading.Lock)  # held while an export needs it loaded
     version: int = 0  # bumped by every write; filter results are cached per version
     loaded: bool = False  # known loaded upstream; a load or release through the front makes it unknown again
+    loaded_by_front: bool = False  # the front loaded it for an export; no client has loaded or released it since
 
 
 class WriteClock:
@@ -190,11 +191,18 @@ class Syncer:
                 served.pending = None
                 self.fail(served, f"SCANN build failed: {e}")
 
-    def _load_upstream(self, rec: FieldRecord, metadata: Metadata) -> None:
-        """The export reads through Query, which needs the collection loaded; it stays loaded."""
+    def _load_upstream(self, collection: CollectionState, rec: FieldRecord, metadata: Metadata) -> None:
+        """The export reads through Query, which needs the collection loaded; it stays loaded.
+        A collection already loaded is left as it is: a waiting index asks at every check."""
         metadata = with_db(metadata, rec.db)
+        state = self.upstream.call("GetLoadState", milvus_pb2.GetLoadStateRequest(
+            db_name=rec.db, collection_name=rec.collection), milvus_pb2.GetLoadStateResponse, metadata)
+        check(state.status)
+        if state.state == common_pb2.LoadState.LoadStateLoaded:
+            return
         check(self.upstream.call("LoadCollection", milvus_pb2.LoadCollectionRequest(
             db_name=rec.db, collection_name=rec.collection), common_pb2.Status, metadata))
+        collection.loaded_by_front = True
         while True:
             reply = self.upstream.call("GetLoadingProgress", milvus_pb2.GetLoadingProgressRequest(
                 db_name=rec.db, collection_name=rec.collection), milvus_pb2.GetLoadingProgressResponse, metadata)
@@ -217,7 +225,7 @@ class Syncer:
         while True:
             served.flushed.clear()
             with collection.upstream_load:  # Query needs the collection loaded until the export ends
-                self._load_upstream(rec, metadata)
+                self._load_upstream(collection, rec, metadata)
                 with collection.lock:
                     served.pending = []  # a write acknowledged from here on is replayed after the build
                     version = collection.version
