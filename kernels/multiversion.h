@@ -2,8 +2,16 @@
 // once per ISA and the loader picks the best one at run time (no -march=native needed).
 #pragma once
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ANISOSCAN_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+// Whole x86-64 levels, not ISA names: in target_clones a comma separates clones, so
+// "avx2,fma" made two (AVX2 without FMA won), and -mavx512f alone implies no FMA either.
+// v3 is AVX2 + FMA, v4 adds AVX-512 F/BW/DQ/VL; the resolver checks each level's features
+// (GCC 12 on; older GCC gets the levels' SIMD width without FMA).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define ANISOSCAN_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define ANISOSCAN_WIDE_CLONE "x86-64-v4"
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ANISOSCAN_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#define ANISOSCAN_WIDE_CLONE "avx512f"
 #else
 #define ANISOSCAN_MULTIVERSION
 #endif
@@ -12,7 +20,7 @@
 // function's clones cannot tell which ISA they were compiled for.
 inline bool has_32_vector_registers() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  static const bool wide = __builtin_cpu_supports("avx512f");
+  static const bool wide = __builtin_cpu_supports(ANISOSCAN_WIDE_CLONE);  // the clone that has them
   return wide;
 #else
   return false;
