@@ -16,6 +16,16 @@
 #define ANISOSCAN_MULTIVERSION
 #endif
 
+// Whether the clone the loader picks fuses multiply-add (what float results round like).
+inline bool float_loops_fuse() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+  static const bool fused = __builtin_cpu_supports("x86-64-v3");
+  return fused;
+#else
+  return false;
+#endif
+}
+
 // Whether the CPU has 32 vector registers (AVX-512), for code that sizes register tiles: a
 // function's clones cannot tell which ISA they were compiled for.
 inline bool has_32_vector_registers() {

@@ -10,6 +10,7 @@
 #include "distances.h"
 #include "fastscan.h"
 #include "fastscan_lut.h"
+#include "multiversion.h"
 #include "soar.h"
 #include "topk.h"
 
@@ -106,6 +107,24 @@ void add_testing_module(py::module_& core) {
       },
       py::arg("values"), py::arg("k"),
       "The k smallest values and their indices, smallest first, ties to the smaller index (partition ranking).");
+
+  m.def(
+      "center_products",
+      [](const FloatArray& x, const FloatArray& centers) {
+        auto xv = matrix(x, "x");
+        auto cv = matrix(centers, "centers");
+        if (xv.cols != cv.cols) throw std::invalid_argument("x and centers differ in dimension");
+        const size_t stride = panel_count(cv.rows) * kPanelRows;
+        std::vector<float> products(xv.rows * stride);
+        inner_products_panels(xv, to_panels(cv).data(), cv.rows, products.data());
+        FloatArray out({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(cv.rows)});
+        for (size_t i = 0; i < xv.rows; ++i)
+          std::copy_n(products.data() + i * stride, cv.rows, out.mutable_data() + i * cv.rows);
+        return out;
+      },
+      py::arg("x"), py::arg("centers"), "<x_i, c_j> [rows of x, centers] as partition ranking computes them.");
+  m.def("float_loops_fuse", &float_loops_fuse,
+        "Whether the multi-versioned float loops run a clone with fused multiply-add on this CPU.");
 
   m.def("anisotropic_eta", &anisotropic_eta, py::arg("norm"), py::arg("threshold"), py::arg("dim"),
         py::arg("exact") = false);

@@ -1,0 +1,33 @@
+"""The inner products that rank partition centers: exact to float rounding, the same for a
+row alone or in a block, and fused multiply-adds on CPUs whose clone has them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from anisoscan import _core
+
+
+@pytest.mark.parametrize("rows,n,d", [(1, 5, 3), (4, 130, 37), (7, 64, 768)])
+def test_products_match_float64_and_do_not_depend_on_the_block(rows, n, d):
+    rng = np.random.default_rng(rows * n)
+    x = rng.standard_normal((rows, d)).astype(np.float32)
+    centers = rng.standard_normal((n, d)).astype(np.float32)
+    got = _core.testing.center_products(x, centers)
+    want = x.astype(np.float64) @ centers.T.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=0, atol=d * 2e-7 * np.abs(x).max() * np.abs(centers).max())
+    for i in range(rows):  # a query searched alone ranks the centers exactly as in a block
+        np.testing.assert_array_equal(_core.testing.center_products(x[i:i + 1], centers)[0], got[i])
+
+
+def test_multiply_adds_are_fused_where_the_cpu_has_them():
+    """-1 * 1 + (1 + 2^-12)^2: the product's last bit (2^-24) survives only a fused multiply-add.
+    The level list once named "avx2,fma" as one clone; target_clones split it into two and
+    the AVX2 one, without FMA, ran: twice the instructions for every dense float loop."""
+    e = np.float32(1 + 2.0 ** -12)
+    x = np.array([[-1, e]] * 4, np.float32)  # 4 rows: the blocked tiles and the one-row tail
+    centers = np.array([[1, e]], np.float32)
+    fused, unfused = 2.0 ** -11 + 2.0 ** -24, 2.0 ** -11
+    want = fused if _core.testing.float_loops_fuse() else unfused
+    np.testing.assert_array_equal(_core.testing.center_products(x, centers), np.full((4, 1), want, np.float32))
+    np.testing.assert_array_equal(_core.testing.center_products(x[:1], centers), [[want]])
