@@ -13,6 +13,7 @@
 #include "anisotropic_pq.h"
 #include "array_view.h"
 #include "fastscan_layout.h"
+#include "half_panels.h"
 #include "id_map.h"
 #include "metric.h"
 #include "params.h"
@@ -121,8 +122,11 @@ class IvfIndex {
   // center(p, buffer) returns partition p's center (written to buffer or held elsewhere).
   template <class Center>
   std::vector<float> code_targets(MatrixView<const float> x, const int32_t* assign, Center center) const;
-  // Partition p's center, from the panels (the one copy kept).
+  // Partition p's center, from the panels (center_rows_ exist only with half_centers_).
   void center_row(size_t p, float* out) const;
+  // One query's ranking reads every center: past this size (beyond a core's L2 cache) it is
+  // bound by memory, and a first pass over half-precision centers pays for itself.
+  static constexpr size_t kHalfRankingMinBytes = size_t{1} << 20;
   // Whether each searched partition needs its own lookup table (L2 with residual codes).
   bool tables_per_partition() const { return params_.metric == Metric::kL2 && params_.by_residual; }
   // What a partition adds to its codes' scores: <q, c> for IP/COSINE residual codes; L2
@@ -132,6 +136,11 @@ class IvfIndex {
   std::vector<std::pair<float, uint32_t>> rank_partitions(const float* q, size_t count) const;
   // The same from a query's inner products with the centers (overwritten with distances).
   std::vector<std::pair<float, uint32_t>> rank_by_products(float* products, size_t count) const;
+  // What partitions are ranked by, from <q, c>: L2 up to the constant ||q||^2 (which the L2
+  // tables add back), ||c||^2 - 2<q, c>; IP and COSINE -<q, c>.
+  float center_distance(size_t c, float product) const {
+    return params_.metric == Metric::kL2 ? center_norms_[c] - 2.f * product : -product;
+  }
   // Queries searched together: they share each pass over a partition's codes.
   static constexpr size_t kQueryBlock = 64;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
@@ -167,7 +176,11 @@ class IvfIndex {
   ProductQuantizer pq_;
   FastScanLayout layout_;
   RefineCodec refine_;
-  std::vector<float> center_panels_;  // centers as panels (distances.h)
+  std::vector<float> center_panels_;  // centers as panels (distances.h), for blocks of queries
+  // For ranking one query alone when the panels pass kHalfRankingMinBytes, else empty: the
+  // centers in half precision (half_panels.h), and row by row for the exact pass.
+  HalfPanels half_centers_;
+  std::vector<float> center_rows_;  // [nlist, dim]
   std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;
   bool trained_ = false;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "distances.h"
+#include "half_panels.h"
 #include "ivf_scan.h"
 #include "parallel.h"
 #include "topk.h"
@@ -81,16 +82,59 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
 }
 
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
-  std::unique_ptr<float[]> products(new float[panel_count(params_.nlist) * kPanelRows]);  // all written
-  inner_products_panels({q, 1, params_.dim}, center_panels_.data(), params_.nlist, products.get());
-  return rank_by_products(products.get(), count);
+  const size_t nlist = params_.nlist, d = params_.dim;
+  const HalfPanelProducts approximate = half_panel_products();
+  if (approximate == nullptr || !half_centers_.usable() || count * 4 > nlist) {  // no centers to rule out
+    std::unique_ptr<float[]> products(new float[panel_count(nlist) * kPanelRows]);  // all written
+    inner_products_panels({q, 1, d}, center_panels_.data(), nlist, products.get());
+    return rank_by_products(products.get(), count);
+  }
+  // Bounded distances from the half-precision centers: every center whose lowest possible
+  // distance beats the count-th smallest highest one is a candidate; the exact ranking's
+  // first `count` are among them (each is at most that count-th highest bound).
+  thread_local std::vector<float> approx, lower, upper, exact, panel;
+  thread_local std::vector<uint32_t> candidates;
+  approx.resize(nlist);
+  approximate(q, d, half_centers_.panels(), nlist, approx.data());
+  const float q_norm = static_cast<float>(std::sqrt(static_cast<double>(dot(q, q, d))) * (1.0 + 1e-6));
+  const float scale = params_.metric == Metric::kL2 ? 2.f : 1.f;  // L2 ranks by ||c||^2 - 2<q, c>
+  lower.resize(nlist);
+  upper.resize(nlist);
+  for (size_t c = 0; c < nlist; ++c) {
+    const float dist = center_distance(c, approx[c]);
+    // The products' bound, plus the rounding of the distance itself (of either product).
+    const float slack = scale * q_norm * half_centers_.error_bound(c) + 0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(approx[c]));
+    lower[c] = dist - slack;
+    upper[c] = dist + slack;
+  }
+  std::nth_element(upper.begin(), upper.begin() + (count - 1), upper.end());
+  const float threshold = upper[count - 1];
+  candidates.clear();
+  for (size_t c = 0; c < nlist; ++c)
+    if (lower[c] <= threshold) candidates.push_back(static_cast<uint32_t>(c));
+  // The candidates' exact products, computed as for all centers (the same panel code, lane by
+  // lane): a query ranks alike alone and in a batch.
+  // Written a dimension at a time (each a run of lanes); lanes past m keep whatever they held:
+  // finite values whose products are never read.
+  const size_t m = candidates.size(), padded = panel_count(m) * kPanelRows;
+  panel.resize(padded * d);
+  for (size_t first = 0; first < m; first += kPanelRows) {
+    const size_t lanes = std::min(kPanelRows, m - first);
+    float* block = panel.data() + first * d;
+    for (size_t t = 0; t < d; ++t)
+      for (size_t i = 0; i < lanes; ++i) block[t * kPanelRows + i] = center_rows_[candidates[first + i] * d + t];
+  }
+  exact.resize(padded);
+  inner_products_panels({q, 1, d}, panel.data(), m, exact.data());
+  for (size_t i = 0; i < m; ++i) exact[i] = center_distance(candidates[i], exact[i]);
+  auto ranked = smallest_k(exact.data(), m, count);  // ties to the smaller index: candidates ascend
+  for (auto& r : ranked) r.second = candidates[r.second];
+  return ranked;
 }
 
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_by_products(float* products, size_t count) const {
   const size_t nlist = params_.nlist;
-  const bool l2 = params_.metric == Metric::kL2;
-  for (size_t c = 0; c < nlist; ++c)  // L2 up to the constant ||q||^2, which the L2 tables add back
-    products[c] = l2 ? center_norms_[c] - 2.f * products[c] : -products[c];
+  for (size_t c = 0; c < nlist; ++c) products[c] = center_distance(c, products[c]);
   return smallest_k(products, nlist, count);
 }
 
@@ -157,16 +201,20 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     });
   };
   auto push_visit = [&visits](const Visit& v) { visits.push_back(v); };
-  // The block's inner products with every center in one blocked product: the centers stream
-  // from memory once per block rather than once per query. Each row's sums are the ones a
-  // single query gets (the same operations in the same order).
-  const size_t stride = panel_count(params_.nlist) * kPanelRows;
-  std::unique_ptr<float[]> products(new float[nq * stride]);
-  inner_products_panels(q, center_panels_.data(), params_.nlist, products.get());
-  for (size_t i = 0; i < nq; ++i) {
-    const auto order = rank_by_products(products.get() + i * stride, sp.nprobe);
-    for (uint32_t r = 0; r < order.size(); ++r)
-      probe(r, order[r].second, static_cast<uint32_t>(i), order[r].first, push_visit);
+  auto probe_all = [&](uint32_t query, const std::vector<std::pair<float, uint32_t>>& order) {
+    for (uint32_t r = 0; r < order.size(); ++r) probe(r, order[r].second, query, order[r].first, push_visit);
+  };
+  if (nq == 1) {
+    probe_all(0, rank_partitions(q.row(0), sp.nprobe));
+  } else {
+    // The block's inner products with every center in one blocked product: the centers stream
+    // from memory once per block rather than once per query. Each row's sums are the ones a
+    // single query gets (the same operations in the same order).
+    const size_t stride = panel_count(params_.nlist) * kPanelRows;
+    std::unique_ptr<float[]> products(new float[nq * stride]);
+    inner_products_panels(q, center_panels_.data(), params_.nlist, products.get());
+    for (size_t i = 0; i < nq; ++i)
+      probe_all(static_cast<uint32_t>(i), rank_by_products(products.get() + i * stride, sp.nprobe));
   }
   // Every query's nearest partition first (its threshold then starts tight), then the rest
   // partition by partition, each shared by the queries probing it.

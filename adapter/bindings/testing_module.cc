@@ -10,6 +10,7 @@
 #include "distances.h"
 #include "fastscan.h"
 #include "fastscan_lut.h"
+#include "half_panels.h"
 #include "multiversion.h"
 #include "soar.h"
 #include "topk.h"
@@ -123,6 +124,44 @@ void add_testing_module(py::module_& core) {
         return out;
       },
       py::arg("x"), py::arg("centers"), "<x_i, c_j> [rows of x, centers] as partition ranking computes them.");
+  m.def(
+      "half_from_float",
+      [](const FloatArray& x) {
+        py::array_t<uint16_t> out(x.size());
+        for (py::ssize_t i = 0; i < x.size(); ++i) out.mutable_data()[i] = half_from_float(x.data()[i]);
+        return out;
+      },
+      py::arg("values"), "IEEE binary16 bits of each value (1-D), rounded to nearest even.");
+  m.def(
+      "float_from_half",
+      [](const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& h) {
+        FloatArray out(h.size());
+        for (py::ssize_t i = 0; i < h.size(); ++i) out.mutable_data()[i] = float_from_half(h.data()[i]);
+        return out;
+      },
+      py::arg("bits"), "The float of each binary16 value (1-D).");
+  m.def(
+      "half_panel_products",
+      [](const std::string& level, const FloatArray& x, const FloatArray& centers) {
+        auto cv = matrix(centers, "centers");
+        if (x.ndim() != 1 || static_cast<size_t>(x.size()) != cv.cols)
+          throw std::invalid_argument("x: one row of the centers' dimension");
+        HalfPanelProducts kernel = half_panel_products_scalar;
+#if defined(ANISOSCAN_X86_KERNELS)
+        if (level == "avx2") kernel = half_panel_products_avx2;
+#endif
+        if (level != "scalar" && kernel == half_panel_products_scalar)
+          throw std::invalid_argument("level: scalar or avx2 (x86 builds)");
+        const HalfPanels half(cv);
+        FloatArray products(static_cast<py::ssize_t>(cv.rows));
+        kernel(x.data(), cv.cols, half.panels(), cv.rows, products.mutable_data());
+        FloatArray bounds(static_cast<py::ssize_t>(cv.rows));
+        for (size_t j = 0; j < cv.rows; ++j) bounds.mutable_data()[j] = half.error_bound(j);
+        return py::make_tuple(products, bounds, half.usable());
+      },
+      py::arg("level"), py::arg("x"), py::arg("centers"),
+      "(<x, c_j> from half-precision centers, each center's error bound, whether usable) for one row x; "
+      "the AVX2 kernel only where the CPU has AVX2, FMA and F16C.");
   m.def("float_loops_fuse", &float_loops_fuse,
         "Whether the multi-versioned float loops run a clone with fused multiply-add on this CPU.");
 
