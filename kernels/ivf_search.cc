@@ -84,7 +84,7 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
   const size_t nlist = params_.nlist, d = params_.dim;
   const HalfPanelProducts approximate = half_panel_products();
-  if (approximate == nullptr || !half_centers_.usable() || count * 4 > nlist) {  // no centers to rule out
+  if (approximate == nullptr || !half_centers_.usable() || count == 0 || count * 4 > nlist) {  // nothing to rule out
     std::unique_ptr<float[]> products(new float[panel_count(nlist) * kPanelRows]);  // all written
     inner_products_panels({q, 1, d}, center_panels_.data(), nlist, products.get());
     return rank_by_products(products.get(), count);
@@ -96,14 +96,17 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   thread_local std::vector<uint32_t> candidates;
   approx.resize(nlist);
   approximate(q, d, half_centers_.panels(), nlist, approx.data());
-  const float q_norm = static_cast<float>(std::sqrt(static_cast<double>(dot(q, q, d))) * (1.0 + 1e-6));
+  double norm_sq = 0.0;
+  for (size_t t = 0; t < d; ++t) norm_sq += static_cast<double>(q[t]) * q[t];
+  const float q_norm = static_cast<float>(std::sqrt(norm_sq) * (1.0 + 1e-6));  // rounded up
   const float scale = params_.metric == Metric::kL2 ? 2.f : 1.f;  // L2 ranks by ||c||^2 - 2<q, c>
   lower.resize(nlist);
   upper.resize(nlist);
   for (size_t c = 0; c < nlist; ++c) {
     const float dist = center_distance(c, approx[c]);
     // The products' bound, plus the rounding of the distance itself (of either product).
-    const float slack = scale * q_norm * half_centers_.error_bound(c) + 0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(approx[c]));
+    const float slack =
+        scale * q_norm * half_centers_.error_bound(c) + 0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(approx[c]));
     lower[c] = dist - slack;
     upper[c] = dist + slack;
   }
@@ -113,9 +116,8 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   for (size_t c = 0; c < nlist; ++c)
     if (lower[c] <= threshold) candidates.push_back(static_cast<uint32_t>(c));
   // The candidates' exact products, computed as for all centers (the same panel code, lane by
-  // lane): a query ranks alike alone and in a batch.
-  // Written a dimension at a time (each a run of lanes); lanes past m keep whatever they held:
-  // finite values whose products are never read.
+  // lane): a query ranks alike alone and in a batch. The panel is written a dimension at a
+  // time (a run of lanes each); lanes past m keep old values, whose products go unread.
   const size_t m = candidates.size(), padded = panel_count(m) * kPanelRows;
   panel.resize(padded * d);
   for (size_t first = 0; first < m; first += kPanelRows) {
