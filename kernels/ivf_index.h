@@ -138,7 +138,7 @@ class IvfIndex {
   std::vector<std::pair<float, uint32_t>> rank_by_products(float* products, size_t count) const;
   // What partitions are ranked by, from <q, c>: L2 up to the constant ||q||^2 (which the L2
   // tables add back), ||c||^2 - 2<q, c>; IP and COSINE -<q, c>.
-  float center_distance(size_t c, float product) const {
+  float ranking_distance(size_t c, float product) const {
     return params_.metric == Metric::kL2 ? center_norms_[c] - 2.f * product : -product;
   }
   // Queries searched together: they share each pass over a partition's codes.
@@ -168,8 +168,9 @@ class IvfIndex {
                    const uint8_t* raw, LazyIdMap& map);
   void remove_locked(Span<const int64_t> ids);
   void remove_at(std::vector<Location> where, IdMap& map);
-  // Keeps the centers [nlist, dim] as panels with their squared norms: the one copy, laid out
-  // for scoring all partitions of a query at once.
+  // Keeps the centers [nlist, dim] as panels with their squared norms, laid out for scoring
+  // all partitions of a query at once; past kHalfRankingMinBytes also in half precision and
+  // row by row, for ranking one query alone.
   void set_centers(const std::vector<float>& centers);
 
   IndexParams params_;

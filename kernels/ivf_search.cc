@@ -83,8 +83,14 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
 
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
   const size_t nlist = params_.nlist, d = params_.dim;
-  const HalfPanelProducts approximate = half_panel_products();
-  if (approximate == nullptr || !half_centers_.usable() || count == 0 || count * 4 > nlist) {  // nothing to rule out
+  double norm_sq = 0.0;
+  for (size_t t = 0; t < d; ++t) norm_sq += static_cast<double>(q[t]) * q[t];
+  const float q_norm = static_cast<float>(std::sqrt(norm_sq) * (1.0 + 1e-6));  // rounded up
+  // Exactly: when there is little to rule out, or no half-precision centers or kernel, or
+  // a query so large that bounds on its products could overflow.
+  const HalfPanelProducts approximate =
+      half_centers_.usable() && count != 0 && count * 4 <= nlist && q_norm < 1e18f ? half_panel_products() : nullptr;
+  if (approximate == nullptr) {
     std::unique_ptr<float[]> products(new float[panel_count(nlist) * kPanelRows]);  // all written
     inner_products_panels({q, 1, d}, center_panels_.data(), nlist, products.get());
     return rank_by_products(products.get(), count);
@@ -96,17 +102,15 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   thread_local std::vector<uint32_t> candidates;
   approx.resize(nlist);
   approximate(q, d, half_centers_.panels(), nlist, approx.data());
-  double norm_sq = 0.0;
-  for (size_t t = 0; t < d; ++t) norm_sq += static_cast<double>(q[t]) * q[t];
-  const float q_norm = static_cast<float>(std::sqrt(norm_sq) * (1.0 + 1e-6));  // rounded up
   const float scale = params_.metric == Metric::kL2 ? 2.f : 1.f;  // L2 ranks by ||c||^2 - 2<q, c>
   lower.resize(nlist);
   upper.resize(nlist);
   for (size_t c = 0; c < nlist; ++c) {
-    const float dist = center_distance(c, approx[c]);
-    // The products' bound, plus the rounding of the distance itself (of either product).
-    const float slack =
-        scale * q_norm * half_centers_.error_bound(c) + 0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(approx[c]));
+    const float dist = ranking_distance(c, approx[c]);
+    // The products' bound, the rounding of the distance itself (of either product), and an
+    // absolute term for products below float's normal range (subnormal or flushed to zero).
+    const float slack = scale * q_norm * half_centers_.error_bound(c) +
+                        0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(approx[c])) + static_cast<float>(d + 2) * 0x1p-124f;
     lower[c] = dist - slack;
     upper[c] = dist + slack;
   }
@@ -128,7 +132,7 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   }
   exact.resize(padded);
   inner_products_panels({q, 1, d}, panel.data(), m, exact.data());
-  for (size_t i = 0; i < m; ++i) exact[i] = center_distance(candidates[i], exact[i]);
+  for (size_t i = 0; i < m; ++i) exact[i] = ranking_distance(candidates[i], exact[i]);
   auto ranked = smallest_k(exact.data(), m, count);  // ties to the smaller index: candidates ascend
   for (auto& r : ranked) r.second = candidates[r.second];
   return ranked;
@@ -136,7 +140,7 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
 
 std::vector<std::pair<float, uint32_t>> IvfIndex::rank_by_products(float* products, size_t count) const {
   const size_t nlist = params_.nlist;
-  for (size_t c = 0; c < nlist; ++c) products[c] = center_distance(c, products[c]);
+  for (size_t c = 0; c < nlist; ++c) products[c] = ranking_distance(c, products[c]);
   return smallest_k(products, nlist, count);
 }
 

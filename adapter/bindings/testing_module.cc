@@ -147,11 +147,13 @@ void add_testing_module(py::module_& core) {
         if (x.ndim() != 1 || static_cast<size_t>(x.size()) != cv.cols)
           throw std::invalid_argument("x: one row of the centers' dimension");
         HalfPanelProducts kernel = half_panel_products_scalar;
-#if defined(ANISOSCAN_X86_KERNELS)
-        if (level == "avx2") kernel = half_panel_products_avx2;
-#endif
-        if (level != "scalar" && kernel == half_panel_products_scalar)
-          throw std::invalid_argument("level: scalar or avx2 (x86 builds)");
+        if (level == "avx2") {
+          kernel = half_panel_products();  // the AVX2 kernel, where the CPU can run it
+          if (kernel == nullptr)
+            throw std::invalid_argument("level avx2: this CPU or build lacks AVX2, FMA or F16C (or ANISOSCAN_SIMD=scalar)");
+        } else if (level != "scalar") {
+          throw std::invalid_argument("level: scalar or avx2");
+        }
         const HalfPanels half(cv);
         FloatArray products(static_cast<py::ssize_t>(cv.rows));
         kernel(x.data(), cv.cols, half.panels(), cv.rows, products.mutable_data());

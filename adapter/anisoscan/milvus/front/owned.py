@@ -60,8 +60,6 @@ _STATES = {IN_PROGRESS: common_pb2.IndexState.InProgress, FINISHED: common_pb2.I
            FAILED: common_pb2.IndexState.Failed}
 
 
-
-
 def _state(served: ServedField) -> int:
     """An index still waiting for its first rows has nothing to index: Finished, as Milvus reports it."""
     return common_pb2.IndexState.Finished if served.awaiting_rows else _STATES[served.record.state]
@@ -337,12 +335,17 @@ class Front:
         """The front loaded the collection itself to export a SCANN field, before the client
         created its other indexes; Milvus 2.3 then refuses the client's load ("can't change the
         index for loaded collection"). Once no export needs the collection, it is released and
-        loaded again with every index. Keyed on the front's own load, not on Milvus's words."""
+        loaded again with every index. Keyed on the front's own load, not on Milvus's words; a
+        load refused again for its own reasons gets that refusal, and the front's load back."""
+        md_db = with_db(md, collection.db)
         with collection.upstream_load:
             check(self.upstream.call("ReleaseCollection", milvus_pb2.ReleaseCollectionRequest(
-                db_name=collection.db, collection_name=collection.name), common_pb2.Status,
-                with_db(md, collection.db)))
-            return self.upstream.call("LoadCollection", request, common_pb2.Status, md)
+                db_name=collection.db, collection_name=collection.name), common_pb2.Status, md_db))
+            status = self.upstream.call("LoadCollection", request, common_pb2.Status, md)
+            if not is_ok(status):  # refused for its own reasons: the front's load comes back
+                self.upstream.call("LoadCollection", milvus_pb2.LoadCollectionRequest(
+                    db_name=collection.db, collection_name=collection.name), common_pb2.Status, md_db)
+            return status
 
     def _require_loaded(self, collection: CollectionState, md: Metadata) -> None:
         """Milvus refuses to search a released collection; so does the front, though the index could answer."""

@@ -200,9 +200,10 @@ class Syncer:
         check(state.status)
         if state.state == common_pb2.LoadState.LoadStateLoaded:
             return
-        check(self.upstream.call("LoadCollection", milvus_pb2.LoadCollectionRequest(
-            db_name=rec.db, collection_name=rec.collection), common_pb2.Status, metadata))
-        collection.loaded_by_front = True
+        if state.state != common_pb2.LoadState.LoadStateLoading:  # a client's load is awaited, not redone
+            check(self.upstream.call("LoadCollection", milvus_pb2.LoadCollectionRequest(
+                db_name=rec.db, collection_name=rec.collection), common_pb2.Status, metadata))
+            collection.loaded_by_front = True
         while True:
             reply = self.upstream.call("GetLoadingProgress", milvus_pb2.GetLoadingProgressRequest(
                 db_name=rec.db, collection_name=rec.collection), milvus_pb2.GetLoadingProgressResponse, metadata)
