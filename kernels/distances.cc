@@ -37,11 +37,6 @@ std::vector<float> to_panels(MatrixView<const float> y) {
   return panels;
 }
 
-void panel_row(const float* panels, size_t d, size_t r, float* out) {
-  const float* panel = panels + (r / kPanelRows) * kPanelRows * d;
-  for (size_t t = 0; t < d; ++t) out[t] = panel[t * kPanelRows + r % kPanelRows];
-}
-
 // R rows of x against W columns of one panel (`panel` points at the first), over dimensions
 // [t0, t1): R x W sums held in registers, starting from out's partial sums (zero at t0 = 0).
 // Always inlined, so that each multi-versioned caller compiles it for its own ISA.

@@ -27,8 +27,6 @@ inline float internal_distance(Metric metric, const float* q, const float* x, si
 constexpr size_t kPanelRows = 64;
 inline size_t panel_count(size_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }
 std::vector<float> to_panels(MatrixView<const float> y);
-// Row r (of d values) of rows stored as panels.
-void panel_row(const float* panels, size_t d, size_t r, float* out);
 
 // out[i * stride + j] = <x_i, y_j> for the panels of ny rows y, where stride (the room per
 // row of out) is panel_count(ny) * kPanelRows.

@@ -134,7 +134,7 @@ void IvfIndex::train(MatrixView<const float> x) {
   std::vector<int32_t> assign(ns);
   assign_nearest(sv, {centers.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
   std::vector<float> targets =
-      code_targets(sv, assign.data(), [&centers, d](size_t p, float*) { return centers.data() + p * d; });
+      code_targets(sv, assign.data(), centers.data());
   const double threshold = params_.anisotropic_threshold.value_or(l2_default_threshold(mean_norm(sv)));
   PQTrainParams pq_params = pq_train_params(params_);
   pq_params.anisotropic_threshold = threshold;
@@ -173,11 +173,7 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<int32_t> assign(n);
   assign_nearest_panels(xv, center_panels_.data(), center_norms_.data(), params_.nlist, params_.metric != Metric::kL2,
                         assign.data(), nullptr, params_.threads);
-  auto center_of = [this](size_t p, float* buffer) {
-    center_row(p, buffer);
-    return buffer;
-  };
-  std::vector<float> targets = code_targets(xv, assign.data(), center_of);
+  std::vector<float> targets = code_targets(xv, assign.data(), center_rows_.data());
   std::vector<uint8_t> codes(n * m);
   pq_.encode({targets.data(), n, d}, xv, pq_train_params(params_), codes.data());
   const size_t rb = raw_row_bytes();
@@ -186,9 +182,9 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<int32_t> spill(spilling() ? n : 0);
   std::vector<uint8_t> spill_codes(spill.size() * m);
   if (spilling()) {
-    soar_assign(xv, assign.data(), center_panels_.data(), center_norms_.data(), params_.nlist, params_.soar_lambda,
-                params_.threads, spill.data());
-    const std::vector<float> spill_targets = code_targets(xv, spill.data(), center_of);
+    soar_assign(xv, assign.data(), center_rows_.data(), center_panels_.data(), center_norms_.data(), params_.nlist,
+                params_.soar_lambda, params_.threads, spill.data());
+    const std::vector<float> spill_targets = code_targets(xv, spill.data(), center_rows_.data());
     pq_.encode({spill_targets.data(), n, d}, xv, pq_train_params(params_), spill_codes.data());
   }
 
@@ -228,20 +224,18 @@ void IvfIndex::append_rows(const int32_t* where, size_t slot_base, const int64_t
   }
 }
 
-template <class Center>
-std::vector<float> IvfIndex::code_targets(MatrixView<const float> x, const int32_t* assign, Center center) const {
+std::vector<float> IvfIndex::code_targets(MatrixView<const float> x, const int32_t* assign,
+                                          const float* centers) const {
   const size_t d = x.cols;
   std::vector<float> targets(x.data, x.data + x.rows * d);
   if (!params_.by_residual) return targets;
-  std::vector<float> buffer(d);
   for (size_t i = 0; i < x.rows; ++i) {
-    const float* c = center(static_cast<size_t>(assign[i]), buffer.data());
+    const float* c = centers + static_cast<size_t>(assign[i]) * d;
     for (size_t t = 0; t < d; ++t) targets[i * d + t] -= c[t];
   }
   return targets;
 }
 
-void IvfIndex::center_row(size_t p, float* out) const { panel_row(center_panels_.data(), params_.dim, p, out); }
 
 float IvfIndex::score_bias(float center_distance) const {
   return params_.by_residual && params_.metric != Metric::kL2 ? center_distance : 0.f;
@@ -352,7 +346,7 @@ void IvfIndex::set_centers(const std::vector<float>& centers) {
   center_norms_ = row_norms_sq(rows);
   const bool memory_bound = center_panels_.size() * sizeof(float) >= kHalfRankingMinBytes;
   half_centers_ = memory_bound ? HalfPanels(rows) : HalfPanels();
-  center_rows_ = memory_bound ? centers : std::vector<float>();
+  center_rows_ = centers;
 }
 
 size_t IvfIndex::memory_bytes() const {
@@ -381,9 +375,7 @@ void IvfIndex::save(const std::string& path) const {
   write_params<ScannConfig>(w, ip);
   w.put<uint8_t>(trained_);
   if (trained_) {
-    std::vector<float> centers(ip.nlist * ip.dim);
-    for (size_t p = 0; p < ip.nlist; ++p) center_row(p, centers.data() + p * ip.dim);
-    w.put_array(centers.data(), centers.size());
+    w.put_array(center_rows_.data(), center_rows_.size());
     w.put_array(pq_.codebooks().data(), pq_.codebooks().size());
     const bool sq8 = ip.refine_type == RefineType::kSQ8;
     if (sq8) {

@@ -119,11 +119,10 @@ class IvfIndex {
   };
   PreparedRows prepare(MatrixView<const float> x) const;
   // What the codes approximate: each row minus its partition's center, or the row (by_residual).
-  // center(p, buffer) returns partition p's center (written to buffer or held elsewhere).
-  template <class Center>
-  std::vector<float> code_targets(MatrixView<const float> x, const int32_t* assign, Center center) const;
-  // Partition p's center, from the panels (center_rows_ exist only with half_centers_).
-  void center_row(size_t p, float* out) const;
+  // centers: [partitions, dim] row by row.
+  std::vector<float> code_targets(MatrixView<const float> x, const int32_t* assign, const float* centers) const;
+  // Partition p's center [dim], in place.
+  const float* center(size_t p) const { return center_rows_.data() + p * params_.dim; }
   // One query's ranking reads every center: past this size (beyond a core's L2 cache) it is
   // bound by memory, and a first pass over half-precision centers pays for itself.
   static constexpr size_t kHalfRankingMinBytes = size_t{1} << 20;
@@ -168,20 +167,19 @@ class IvfIndex {
                    const uint8_t* raw, LazyIdMap& map);
   void remove_locked(Span<const int64_t> ids);
   void remove_at(std::vector<Location> where, IdMap& map);
-  // Keeps the centers [nlist, dim] as panels with their squared norms, laid out for scoring
-  // all partitions of a query at once; past kHalfRankingMinBytes also in half precision and
-  // row by row, for ranking one query alone.
+  // Keeps the centers [nlist, dim] row by row, as panels with their squared norms (for scoring
+  // all partitions of a query at once) and, past kHalfRankingMinBytes, in half precision (for
+  // ranking one query alone).
   void set_centers(const std::vector<float>& centers);
 
   IndexParams params_;
   ProductQuantizer pq_;
   FastScanLayout layout_;
   RefineCodec refine_;
-  std::vector<float> center_panels_;  // centers as panels (distances.h), for blocks of queries
-  // For ranking one query alone when the panels pass kHalfRankingMinBytes, else empty: the
-  // centers in half precision (half_panels.h), and row by row for the exact pass.
+  std::vector<float> center_rows_;  // [nlist, dim]: residuals, per-partition tables, files
+  std::vector<float> center_panels_;  // the same as panels (distances.h), for ranking
+  // Half precision (half_panels.h) when the panels pass kHalfRankingMinBytes, else empty.
   HalfPanels half_centers_;
-  std::vector<float> center_rows_;  // [nlist, dim]
   std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;
   bool trained_ = false;

@@ -61,17 +61,13 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
     PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
     RefineCodec::Query rq;
-    std::vector<float> center(d);
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.rows().row(qi);
       auto& out = hits[qi];
       if (!tables_per_partition() && !rb) table.build(q, l2, nullptr);
       if (rb) refine_.prepare(q, params_.metric, rq);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
-        if (!rb && tables_per_partition()) {
-          center_row(p, center.data());
-          table.build(q, true, center.data());
-        }
+        if (!rb && tables_per_partition()) table.build(q, true, center(p));
         for_each_slot(p, [&](size_t slot) {
           const Partition& part = partitions_[slot];
           if (rb) {  // distances from the re-rank copies: exact with FP32

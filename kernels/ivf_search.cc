@@ -234,7 +234,6 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   constexpr size_t kPass = FastScanKernel::kQueriesPerPass;
   std::vector<TopKSink<Passes>> sinks;
   sinks.reserve(kPass);
-  std::vector<float> center(per_partition ? params_.dim : 0);
   auto scan = [&](const Visit* v, size_t count) {
     const uint32_t slot = v->slot;
     const Partition& part = partitions_[slot];
@@ -242,10 +241,9 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     uint32_t limits[kPass];
     ScanSink* sink_ptrs[kPass];
     sinks.clear();
-    if (per_partition) center_row(slot % params_.nlist, center.data());
     for (size_t j = 0; j < count; ++j) {
       PreparedTable& table = tables[per_partition ? j : v[j].query];
-      if (per_partition) table.build(q.row(v[j].query), true, center.data());
+      if (per_partition) table.build(q.row(v[j].query), true, center(slot % params_.nlist));
       const float bias = score_bias(v[j].center_distance);
       sinks.emplace_back(heaps[v[j].query], table.lut(), bias, slot, passes);
       luts[j] = table.prepared();

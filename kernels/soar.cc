@@ -17,19 +17,19 @@ namespace {
 constexpr size_t kRowBlock = 32;
 }  // namespace
 
-void soar_assign(MatrixView<const float> x, const int32_t* primary, const float* center_panels,
-                 const float* center_norms, size_t ncenters, double lambda, int threads, int32_t* spill) {
+void soar_assign(MatrixView<const float> x, const int32_t* primary, const float* center_rows,
+                 const float* center_panels, const float* center_norms, size_t ncenters, double lambda, int threads, int32_t* spill) {
   const size_t d = x.cols, stride = panel_count(ncenters) * kPanelRows;
   if (ncenters < 2) throw std::invalid_argument("soar_assign: a second partition needs at least two centers");
   const size_t blocks = (x.rows + kRowBlock - 1) / kRowBlock;
   parallel_for(blocks, threads, 1, [&](size_t b, size_t e, int) {
-    std::vector<float> residuals(kRowBlock * d), center(d);
+    std::vector<float> residuals(kRowBlock * d);
     std::unique_ptr<float[]> xc(new float[kRowBlock * stride]), rc(new float[kRowBlock * stride]);
     for (size_t block = b; block < e; ++block) {
       const size_t first = block * kRowBlock, rows = std::min(kRowBlock, x.rows - first);
       const MatrixView<const float> xb{x.row(first), rows, d};
       for (size_t i = 0; i < rows; ++i) {
-        panel_row(center_panels, d, static_cast<size_t>(primary[first + i]), center.data());
+        const float* center = center_rows + static_cast<size_t>(primary[first + i]) * d;
         for (size_t t = 0; t < d; ++t) residuals[i * d + t] = xb.row(i)[t] - center[t];
       }
       inner_products_panels(xb, center_panels, ncenters, xc.get());  // <x, c'>

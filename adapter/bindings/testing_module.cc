@@ -227,7 +227,8 @@ void add_testing_module(py::module_& core) {
         {
           py::gil_scoped_release release;
           const std::vector<float> panels = to_panels(cv), norms = row_norms_sq(cv);
-          soar_assign(xv, primary.data(), panels.data(), norms.data(), cv.rows, lambda, threads, spill.mutable_data());
+          soar_assign(xv, primary.data(), cv.data, panels.data(), norms.data(), cv.rows, lambda, threads,
+                      spill.mutable_data());
         }
         return spill;
       },
