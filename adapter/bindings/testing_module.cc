@@ -173,7 +173,7 @@ void add_testing_module(py::module_& core) {
   m.def(
       "train_pq",
       [](const FloatArray& y, const FloatArray& x, size_t sub_dim, double threshold, int iterations,
-         bool anisotropic_codebooks, bool exact_eta, int threads) {
+         bool anisotropic_codebooks, bool exact_eta, int threads, int max_assign_rounds) {
         auto yv = matrix(y, "residuals");
         auto xv = matrix(x, "vectors");
         if (yv.rows != xv.rows || yv.cols != xv.cols) throw std::invalid_argument("residuals and vectors differ in shape");
@@ -184,6 +184,7 @@ void add_testing_module(py::module_& core) {
         p.anisotropic_codebooks = anisotropic_codebooks;
         p.exact_eta = exact_eta;
         p.threads = threads;
+        p.max_assign_rounds = max_assign_rounds;
         ProductQuantizer pq(yv.cols, sub_dim);
         std::vector<double> history;
         ByteArray codes({yv.rows, pq.num_subspaces()});
@@ -210,6 +211,7 @@ void add_testing_module(py::module_& core) {
       },
       py::arg("residuals"), py::arg("vectors"), py::arg("sub_dim"), py::arg("threshold"), py::arg("iterations"),
       py::arg("anisotropic_codebooks") = true, py::arg("exact_eta") = false, py::arg("threads") = 0,
+      py::arg("max_assign_rounds") = PQTrainParams{}.max_assign_rounds,
       "Trains a standalone quantizer; returns losses, codes and codebooks (for tests and studies).");
 
   m.def(
