@@ -391,8 +391,8 @@ double ProductQuantizer::mean_loss(MatrixView<const float> y, MatrixView<const f
   return mean_loss(Workspace(*this, y, x, params), codes, params.threads);
 }
 
-std::vector<double> ProductQuantizer::train(MatrixView<const float> y, MatrixView<const float> x,
-                                            const PQTrainParams& params) {
+void ProductQuantizer::train(MatrixView<const float> y, MatrixView<const float> x, const PQTrainParams& params,
+                             std::vector<double>* loss_history) {
   if (y.rows == 0) throw std::invalid_argument("vectors: cannot train on an empty set");
   Workspace ws(*this, y, x, params);
   const size_t n = ws.n, ds = sub_dim_;
@@ -425,9 +425,12 @@ std::vector<double> ProductQuantizer::train(MatrixView<const float> y, MatrixVie
   parallel_for(n, params.threads, 1024, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) nearest_codes(ws.yrow(i), codes.data() + i * m_);
   });
-  std::vector<double> history{mean_loss(ws, codes.data(), params.threads)};
+  const auto record_loss = [&] {
+    if (loss_history) loss_history->push_back(mean_loss(ws, codes.data(), params.threads));
+  };
+  record_loss();
   bool anisotropic = std::any_of(ws.eta.begin(), ws.eta.end(), [](double e) { return e > 1.0; });
-  if (!anisotropic) return history;
+  if (!anisotropic) return;
 
   for (int it = 0; it < params.iterations; ++it) {
     parallel_for(n, params.threads, 1024, [&](size_t b, size_t e, int) {
@@ -435,13 +438,12 @@ std::vector<double> ProductQuantizer::train(MatrixView<const float> y, MatrixVie
       for (size_t i = b; i < e; ++i)
         refine_codes(ws.yrow(i), ws.urow(i), ws.eta[i], params.max_assign_rounds, codes.data() + i * m_, scratch);
     });
-    history.push_back(mean_loss(ws, codes.data(), params.threads));
+    record_loss();
     if (!params.anisotropic_codebooks) break;  // assignment-only: codebooks stay k-means
     update_codebooks(ws, codes, params.threads);
     derive_transposed();
-    history.push_back(mean_loss(ws, codes.data(), params.threads));
+    record_loss();
   }
-  return history;
 }
 
 void ProductQuantizer::encode(MatrixView<const float> y, MatrixView<const float> x,

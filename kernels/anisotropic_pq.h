@@ -54,10 +54,11 @@ class ProductQuantizer {
   void set_codebooks(std::vector<float> codebooks);
 
   // Trains on residuals y [n, dim] with the directions of the original points x [n, dim].
-  // Returns the mean training loss after every half-step (assignment, update), first entry
-  // being the loss of plain nearest codes under the initial codebooks.
-  std::vector<double> train(MatrixView<const float> y, MatrixView<const float> x,
-                            const PQTrainParams& params);
+  // With `loss_history`, records the mean training loss after every half-step (assignment,
+  // update), the first entry being the loss of plain nearest codes under the initial
+  // codebooks. Each entry costs a pass over the rows, so a build does not ask for them.
+  void train(MatrixView<const float> y, MatrixView<const float> x, const PQTrainParams& params,
+             std::vector<double>* loss_history = nullptr);
 
   // One code (0..15) per sub-space per row, written to codes [n, num_subspaces].
   void encode(MatrixView<const float> y, MatrixView<const float> x, const PQTrainParams& params,

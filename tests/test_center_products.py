@@ -10,7 +10,10 @@ import pytest
 from anisoscan import _core
 
 
-@pytest.mark.parametrize("rows,n,d", [(1, 5, 3), (4, 130, 37), (7, 64, 768)])
+# Row counts cover every tile shape: whole tiles of 6 (AVX2) and 4 (AVX-512), and the last
+# 1 to 5 rows, which take 3-, 2- and 1-row tiles.
+@pytest.mark.parametrize("rows,n,d", [(1, 5, 3), (2, 70, 65), (3, 64, 130), (4, 130, 37), (5, 129, 64),
+                                      (7, 64, 768), (11, 200, 100), (12, 65, 768)])
 def test_products_match_float64_and_do_not_depend_on_the_block(rows, n, d):
     rng = np.random.default_rng(rows * n)
     x = rng.standard_normal((rows, d)).astype(np.float32)

@@ -192,7 +192,7 @@ void add_testing_module(py::module_& core) {
         double loss_codes, loss_nearest;
         {
           py::gil_scoped_release release;
-          history = pq.train(yv, xv, p);
+          pq.train(yv, xv, p, &history);
           pq.encode(yv, xv, p, codes.mutable_data());
           PQTrainParams plain = p;
           plain.anisotropic_threshold = 0.0;
