@@ -95,8 +95,9 @@ template <size_t R, size_t W>
 }
 
 // The main tile fits the register file: 4 x 64 sums take 16 of AVX-512's 32 registers. With
-// 16 registers (AVX2), 6 x 16 takes 12 and loads 2 panel vectors and 6 broadcasts per 12
-// multiply-adds (3 x 32: 3 + 4 loads, but about 10% slower measured on a Zen 3 core).
+// 16 registers (AVX2), 6 x 16 takes 12, with 2 panel loads and 6 broadcasts per 12
+// multiply-adds; 3 x 32 (4 loads and 3 broadcasts) measured about 10% slower on this
+// project's AMD EPYC.
 ANISOSCAN_MULTIVERSION
 void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out) {
   if (has_32_vector_registers())
