@@ -11,6 +11,7 @@
 #include "fastscan.h"
 #include "fastscan_lut.h"
 #include "half_panels.h"
+#include "kmeans.h"
 #include "multiversion.h"
 #include "soar.h"
 #include "topk.h"
@@ -167,6 +168,24 @@ void add_testing_module(py::module_& core) {
   m.def("float_loops_fuse", &float_loops_fuse,
         "Whether the multi-versioned float loops run a clone with fused multiply-add on this CPU.");
 
+  m.def(
+      "kmeans",
+      [](const FloatArray& x, size_t k, int iterations, bool spherical, uint64_t seed) {
+        auto xv = matrix(x, "x");
+        KMeansParams p;
+        p.k = k;
+        p.iterations = iterations;
+        p.spherical = spherical;
+        p.seed = seed;
+        std::vector<float> centers;
+        {
+          py::gil_scoped_release release;
+          centers = kmeans(xv, p);
+        }
+        return FloatArray({k, xv.cols}, centers.data());
+      },
+      py::arg("x"), py::arg("k"), py::arg("iterations"), py::arg("spherical") = false, py::arg("seed") = 1234,
+      "The k centers of Lloyd's k-means (spherical: by inner product, unit centers).");
   m.def("anisotropic_eta", &anisotropic_eta, py::arg("norm"), py::arg("threshold"), py::arg("dim"),
         py::arg("exact") = false);
 
