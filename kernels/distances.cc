@@ -157,11 +157,10 @@ void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, 
 void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_norms,
                            size_t ncenters, bool spherical, int32_t* assignment, float* distance, int threads) {
   const size_t stride = panel_count(ncenters) * kPanelRows;
-  constexpr size_t kBatch = 48;  // rows per pass (whole tiles of 4 and of 6): their inner products stay in L2
-  parallel_for(x.rows, threads, kBatch, [&](size_t begin, size_t end, int) {
-    std::vector<float> ip(kBatch * stride);
-    for (size_t b = begin; b < end; b += kBatch) {
-      size_t nb = std::min(kBatch, end - b);
+  parallel_for(x.rows, threads, kProductRows, [&](size_t begin, size_t end, int) {
+    std::vector<float> ip(kProductRows * stride);
+    for (size_t b = begin; b < end; b += kProductRows) {
+      size_t nb = std::min(kProductRows, end - b);
       inner_products_panels({x.row(b), nb, x.cols}, panels, ncenters, ip.data());
       for (size_t i = 0; i < nb; ++i) {
         float best;

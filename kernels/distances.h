@@ -31,6 +31,9 @@ std::vector<float> to_panels(MatrixView<const float> y);
 // out[i * stride + j] = <x_i, y_j> for the panels of ny rows y, where stride (the room per
 // row of out) is panel_count(ny) * kPanelRows.
 void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out);
+// Rows per pass of the product above where many rows are assigned: whole register tiles (of
+// 4 and of 6 rows), and few enough that their products with ~1,000 centers stay in L2.
+constexpr size_t kProductRows = 48;
 
 // Squared norms of the rows.
 std::vector<float> row_norms_sq(MatrixView<const float> x);

@@ -11,22 +11,16 @@
 
 namespace anisoscan {
 
-namespace {
-// Rows whose products with every center are held at once (two [rows, centers] blocks), few
-// enough that the blocks stay in L2 (as in assign_nearest_panels).
-constexpr size_t kRowBlock = 32;
-}  // namespace
-
 void soar_assign(MatrixView<const float> x, const int32_t* primary, const float* center_rows,
                  const float* center_panels, const float* center_norms, size_t ncenters, double lambda, int threads, int32_t* spill) {
   const size_t d = x.cols, stride = panel_count(ncenters) * kPanelRows;
   if (ncenters < 2) throw std::invalid_argument("soar_assign: a second partition needs at least two centers");
-  const size_t blocks = (x.rows + kRowBlock - 1) / kRowBlock;
+  const size_t blocks = (x.rows + kProductRows - 1) / kProductRows;
   parallel_for(blocks, threads, 1, [&](size_t b, size_t e, int) {
-    std::vector<float> residuals(kRowBlock * d);
-    std::unique_ptr<float[]> xc(new float[kRowBlock * stride]), rc(new float[kRowBlock * stride]);
+    std::vector<float> residuals(kProductRows * d);
+    std::unique_ptr<float[]> xc(new float[kProductRows * stride]), rc(new float[kProductRows * stride]);
     for (size_t block = b; block < e; ++block) {
-      const size_t first = block * kRowBlock, rows = std::min(kRowBlock, x.rows - first);
+      const size_t first = block * kProductRows, rows = std::min(kProductRows, x.rows - first);
       const MatrixView<const float> xb{x.row(first), rows, d};
       for (size_t i = 0; i < rows; ++i) {
         const float* center = center_rows + static_cast<size_t>(primary[first + i]) * d;
