@@ -125,29 +125,31 @@ void ProductQuantizer::set_codebooks(std::vector<float> codebooks) {
 
 namespace {
 
-// Four doubles or eight floats, read from any address aligned to one element. GCC's vector
-// extensions compile to each clone's own vector width.
-using Double4 = double __attribute__((vector_size(32), aligned(8)));
-using Float8 = float __attribute__((vector_size(32), aligned(4)));
+// Four doubles or eight floats, read from any address aligned to one element and allowed to
+// alias it. GCC's vector extensions compile to each clone's own vector width (the helpers
+// below are inlined into each clone for that).
+using Double4 = double __attribute__((vector_size(32), aligned(8), may_alias));
+using Float8 = float __attribute__((vector_size(32), aligned(4), may_alias));
 using Index4 = int64_t __attribute__((vector_size(32)));
 
 // The smallest of 16 values as a tree of vector minimums: a minimum is exact, so its order
 // does not change the value. (A chain of 16 scalar minimums had cost the quantizer's
 // assignment most of its time.)
-inline double minimum(const Double4 (&v)[4]) {
+[[gnu::always_inline]] inline double minimum(const Double4 (&v)[4]) {
   const Double4 low01 = v[1] < v[0] ? v[1] : v[0], low23 = v[3] < v[2] ? v[3] : v[2];
   const Double4 low = low23 < low01 ? low23 : low01;
   return std::min(std::min(low[0], low[1]), std::min(low[2], low[3]));
 }
-inline float minimum(const Float8 (&v)[2]) {
+[[gnu::always_inline]] inline float minimum(const Float8 (&v)[2]) {
   const Float8 low = v[1] < v[0] ? v[1] : v[0];
   return std::min(std::min(std::min(low[0], low[1]), std::min(low[2], low[3])),
                   std::min(std::min(low[4], low[5]), std::min(low[6], low[7])));
 }
 
-// Where `value` first occurs, without a branch per value.
+// Where `value` first occurs, without a branch per value. (Inputs are finite: the API refuses
+// other values, so the minimum is always found.)
 template <class T>
-size_t first_index_of(const T (&v)[kCodewords], T value) {
+[[gnu::always_inline]] inline size_t first_index_of(const T (&v)[kCodewords], T value) {
   size_t at = kCodewords;
   for (size_t k = kCodewords; k-- > 0;) at = v[k] == value ? k : at;
   return at;

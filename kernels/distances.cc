@@ -72,10 +72,11 @@ template <size_t R, size_t W>
 // panel's slice (64 x 64 floats, 16 KB) stays in L1 while every row tile passes over it; each
 // output keeps the same order of additions as one pass over all of d. The last rows (fewer
 // than R) take tiles of 3 or 2 rows x 32 columns or 1 row x 64, which keep at least 8 sums
-// in flight: a lone row with W = 16 would wait on each addition's latency.
+// in flight on AVX2: a lone row with W = 16 would wait on each addition's latency.
 template <size_t R, size_t W>
 [[gnu::always_inline]] static inline void panel_tiles(MatrixView<const float> x, const float* panels, size_t ny,
                                                       float* out) {
+  static_assert(R <= 6, "the last rows are covered by at most one 3-row tile and one smaller");
   constexpr size_t kSliceDims = 64;
   const size_t d = x.cols, stride = panel_count(ny) * kPanelRows, full = x.rows / R * R;
   for (size_t b = 0; b < panel_count(ny); ++b)
@@ -98,6 +99,8 @@ template <size_t R, size_t W>
 // 16 registers (AVX2), 6 x 16 takes 12, with 2 panel loads and 6 broadcasts per 12
 // multiply-adds; 3 x 32 (4 loads and 3 broadcasts) measured about 10% slower on this
 // project's AMD EPYC.
+static_assert(kProductRows % 4 == 0 && kProductRows % 6 == 0, "passes of whole main tiles");
+
 ANISOSCAN_MULTIVERSION
 void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out) {
   if (has_32_vector_registers())

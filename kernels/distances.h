@@ -32,7 +32,8 @@ std::vector<float> to_panels(MatrixView<const float> y);
 // row of out) is panel_count(ny) * kPanelRows.
 void inner_products_panels(MatrixView<const float> x, const float* panels, size_t ny, float* out);
 // Rows per pass of the product above where many rows are assigned: whole register tiles (of
-// 4 and of 6 rows), and few enough that their products with ~1,000 centers stay in L2.
+// 4 and of 6 rows; a thread's last pass may be partial), few enough that their products
+// with ~1,000 centers (200 KB) stay in L2.
 constexpr size_t kProductRows = 48;
 
 // Squared norms of the rows.

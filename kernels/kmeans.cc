@@ -13,11 +13,12 @@ namespace anisoscan {
 
 namespace {
 
-// The quantizer's k-means has at most 16 centers of a few dimensions each, where the general
-// assignment (panels of 64 centers, an argmin per point) wastes most of its work. Here the
-// points are held transposed in blocks, [dim][block], and each center updates a whole block's
-// best distance and center with vector operations over points, without branches.
-constexpr size_t kFewCenters = 16;
+// The quantizer's k-means has at most 16 centers of at most 16 dimensions each, where the
+// general assignment (panels of 64 centers, an argmin per point) wastes most of its work.
+// Here the points are held transposed in blocks, [dim][block] (a copy of the points: for few
+// dimensions only), and each center updates a whole block's best distance and center with
+// vector operations over points, without branches.
+constexpr size_t kFewCenters = 16, kFewDims = 16;
 constexpr size_t kFewBlock = 64;
 
 // [block][dim][kFewBlock], the last block zero-padded: built once per k-means, read by every
@@ -65,6 +66,7 @@ void assign_to_few(const std::vector<float>& xt, size_t n, size_t d, const std::
 std::vector<float> kmeans(MatrixView<const float> x, const KMeansParams& p) {
   const size_t n = x.rows, d = x.cols, k = p.k;
   if (k == 0 || n < k) throw std::invalid_argument("kmeans: need at least k points");
+  if (d == 0) throw std::invalid_argument("kmeans: points need at least one dimension");
   std::mt19937_64 rng(p.seed);
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -76,7 +78,7 @@ std::vector<float> kmeans(MatrixView<const float> x, const KMeansParams& p) {
   MatrixView<float> cview{centers.data(), k, d};
   if (p.spherical) normalize_rows(cview);
 
-  const bool few = !p.spherical && k <= kFewCenters;
+  const bool few = !p.spherical && k <= kFewCenters && d <= kFewDims;
   const std::vector<float> xt = few ? transposed_blocks(x) : std::vector<float>();
   std::vector<int32_t> assign(n);
   std::vector<double> sums(k * d);

@@ -30,7 +30,7 @@ def test_multiply_adds_are_fused_where_the_cpu_has_them():
     The level list once named "avx2,fma" as one clone; target_clones split it into two and
     the AVX2 one, without FMA, ran: twice the instructions for every dense float loop."""
     e = np.float32(1 + 2.0 ** -12)
-    x = np.array([[-1, e]] * 4, np.float32)  # 4 rows: the blocked tiles and the one-row tail
+    x = np.array([[-1, e]] * 4, np.float32)  # 4 rows: a 4-row tile (AVX-512) or a 3-row and a 1-row tile (AVX2)
     centers = np.array([[1, e]], np.float32)
     fused, unfused = 2.0 ** -11 + 2.0 ** -24, 2.0 ** -11
     alone, block = (_core.testing.center_products(x[:rows], centers)[:, 0] for rows in (1, 4))

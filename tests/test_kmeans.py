@@ -41,3 +41,8 @@ def test_spherical_centers_are_the_normalized_means_of_their_best_points(k):
         if len(members):
             mean = members.mean(axis=0)
             np.testing.assert_allclose(centers[c], mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-5)
+
+
+def test_points_without_dimensions_are_refused():
+    with pytest.raises(ValueError, match="dimension"):
+        _core.testing.kmeans(np.zeros((5, 0), np.float32), 2, 1)
