@@ -15,49 +15,39 @@ namespace {
 
 // The quantizer's k-means has at most 16 centers of at most 16 dimensions each, where the
 // general assignment (panels of 64 centers, an argmin per point) wastes most of its work.
-// Here the points are held transposed in blocks, [dim][block] (a copy of the points: for few
-// dimensions only), and each center updates a whole block's best distance and center with
-// vector operations over points, without branches.
+// Here the points themselves are held as panels (to_panels: blocks of kPanelRows points
+// transposed, [dim][block]; a copy of the points, for few dimensions only), and each center
+// updates a whole block's best distance and center with vector operations over points,
+// without branches.
 constexpr size_t kFewCenters = 16, kFewDims = 16;
-constexpr size_t kFewBlock = 64;
-
-// [block][dim][kFewBlock], the last block zero-padded: built once per k-means, read by every
-// assignment.
-std::vector<float> transposed_blocks(MatrixView<const float> x) {
-  const size_t d = x.cols, blocks = (x.rows + kFewBlock - 1) / kFewBlock;
-  std::vector<float> xt(blocks * d * kFewBlock, 0.f);
-  for (size_t i = 0; i < x.rows; ++i)
-    for (size_t j = 0; j < d; ++j) xt[((i / kFewBlock) * d + j) * kFewBlock + i % kFewBlock] = x.row(i)[j];
-  return xt;
-}
 
 ANISOSCAN_MULTIVERSION
 void assign_to_few(const std::vector<float>& xt, size_t n, size_t d, const std::vector<float>& centers, size_t k,
                    int32_t* assign) {
-  for (size_t b = 0; b < n; b += kFewBlock) {
-    const float* block = xt.data() + b * d;  // block b / kFewBlock starts at (b / kFewBlock) * d * kFewBlock
-    float best[kFewBlock], dist[kFewBlock];
-    int32_t arg[kFewBlock];
+  for (size_t b = 0; b < n; b += kPanelRows) {
+    const float* block = xt.data() + b * d;  // panel b / kPanelRows starts at (b / kPanelRows) * d * kPanelRows
+    float best[kPanelRows], dist[kPanelRows];
+    int32_t arg[kPanelRows];
     // Nothing is zeroed or filled first (fills compiled to rep stos, most of this loop's time):
     // the first dimension and the first center set the starting values.
     for (size_t c = 0; c < k; ++c) {
       for (size_t j = 0; j < d; ++j) {
         const float cj = centers[c * d + j];
-        const float* xj = block + j * kFewBlock;
-        for (size_t i = 0; i < kFewBlock; ++i) {
+        const float* xj = block + j * kPanelRows;
+        for (size_t i = 0; i < kPanelRows; ++i) {
           const float diff = xj[i] - cj;
           dist[i] = (j ? dist[i] : 0.f) + diff * diff;
         }
       }
       const int32_t label = static_cast<int32_t>(c);
-      for (size_t i = 0; i < kFewBlock; ++i) {  // strict: ties keep the lower center, as assign_nearest
+      for (size_t i = 0; i < kPanelRows; ++i) {  // strict: ties keep the lower center, as assign_nearest
         const float before = c ? best[i] : std::numeric_limits<float>::infinity();
         const int32_t closer = -static_cast<int32_t>(dist[i] < before);  // all ones or zero
         arg[i] = ((c ? arg[i] : 0) & ~closer) | (label & closer);
         best[i] = std::min(before, dist[i]);
       }
     }
-    std::copy(arg, arg + std::min(kFewBlock, n - b), assign + b);
+    std::copy(arg, arg + std::min(kPanelRows, n - b), assign + b);
   }
 }
 
@@ -79,7 +69,7 @@ std::vector<float> kmeans(MatrixView<const float> x, const KMeansParams& p) {
   if (p.spherical) normalize_rows(cview);
 
   const bool few = !p.spherical && k <= kFewCenters && d <= kFewDims;
-  const std::vector<float> xt = few ? transposed_blocks(x) : std::vector<float>();
+  const std::vector<float> xt = few ? to_panels(x) : std::vector<float>();
   std::vector<int32_t> assign(n);
   std::vector<double> sums(k * d);
   std::vector<size_t> counts(k);
