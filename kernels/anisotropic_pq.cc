@@ -9,6 +9,7 @@
 #include "kmeans.h"
 #include "multiversion.h"
 #include "parallel.h"
+#include "vector_types.h"
 
 namespace anisoscan {
 
@@ -124,13 +125,6 @@ void ProductQuantizer::set_codebooks(std::vector<float> codebooks) {
 }
 
 namespace {
-
-// Four doubles or eight floats, read from any address aligned to one element and allowed to
-// alias it. GCC's vector extensions compile to each clone's own vector width (the helpers
-// below are inlined into each clone for that).
-using Double4 = double __attribute__((vector_size(32), aligned(8), may_alias));
-using Float8 = float __attribute__((vector_size(32), aligned(4), may_alias));
-using Index4 = int64_t __attribute__((vector_size(32)));
 
 // The smallest of 16 values as a tree of vector minimums: a minimum is exact, so its order
 // does not change the value. (A chain of 16 scalar minimums had cost the quantizer's

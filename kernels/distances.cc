@@ -6,6 +6,7 @@
 
 #include "multiversion.h"
 #include "parallel.h"
+#include "vector_types.h"
 
 namespace anisoscan {
 
@@ -107,6 +108,67 @@ void inner_products_panels(MatrixView<const float> x, const float* panels, size_
     panel_tiles<4, kPanelRows>(x, panels, ny, out);
   else
     panel_tiles<6, kPanelRows / 4>(x, panels, ny, out);
+}
+
+// Eight rows' next eight floats, transposed in registers: after it, v[u][i] is row i's
+// element u (unpack, 64-bit shuffle, then 128-bit halves: AVX's three-stage transpose).
+[[gnu::always_inline]] static inline void transpose8(Float8 (&v)[8]) {
+  Float8 t[8], s[8];
+  for (size_t i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shufflevector(v[i], v[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(v[i], v[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (size_t i = 0; i < 8; i += 4)
+    for (size_t h = 0; h < 2; ++h) {
+      s[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      s[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  for (size_t u = 0; u < 4; ++u) {
+    v[u] = __builtin_shufflevector(s[u], s[u + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    v[u + 4] = __builtin_shufflevector(s[u], s[u + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// G groups of 8 rows (`r`: 8 G row pointers), their products in dimension order. The groups'
+// chains are independent, so G of them hide the multiply-add latency that one would wait on.
+template <size_t G>
+[[gnu::always_inline]] static inline void row_groups(const float* x, size_t d, const float* const* r, Float8* sums) {
+  constexpr size_t kLanes = 8;
+  for (size_t h = 0; h < G; ++h) sums[h] = Float8{};
+  size_t t = 0;
+  for (; t + kLanes <= d; t += kLanes)
+    for (size_t h = 0; h < G; ++h) {
+      Float8 v[kLanes];
+      for (size_t i = 0; i < kLanes; ++i) v[i] = *reinterpret_cast<const Float8*>(r[h * kLanes + i] + t);
+      transpose8(v);
+      for (size_t u = 0; u < kLanes; ++u) sums[h] += x[t + u] * v[u];
+    }
+  for (; t < d; ++t)
+    for (size_t h = 0; h < G; ++h) {
+      Float8 column;
+      for (size_t i = 0; i < kLanes; ++i) column[i] = r[h * kLanes + i][t];
+      sums[h] += x[t] * column;
+    }
+}
+
+// The file reassociates float sums (-fassociative-math, for reductions); this function must
+// not: each lane's additions stay in dimension order, as in a panel lane.
+ANISOSCAN_MULTIVERSION [[gnu::optimize("no-associative-math")]]
+void inner_products_rows(const float* x, const float* rows, size_t d, const uint32_t* which, size_t m, float* out) {
+  constexpr size_t kLanes = 8, kGroups = 4;
+  for (size_t first = 0; first < m; first += kLanes * kGroups) {
+    const size_t count = std::min(kLanes * kGroups, m - first), groups = (count + kLanes - 1) / kLanes;
+    const float* r[kLanes * kGroups];
+    for (size_t i = 0; i < kLanes * groups; ++i) r[i] = rows + which[first + std::min(i, count - 1)] * d;  // extra lanes repeat
+    Float8 sums[kGroups];
+    switch (groups) {
+      case 1: row_groups<1>(x, d, r, sums); break;
+      case 2: row_groups<2>(x, d, r, sums); break;
+      case 3: row_groups<3>(x, d, r, sums); break;
+      default: row_groups<4>(x, d, r, sums); break;
+    }
+    for (size_t i = 0; i < count; ++i) out[first + i] = sums[i / kLanes][i % kLanes];
+  }
 }
 
 std::vector<float> row_norms_sq(MatrixView<const float> x) {

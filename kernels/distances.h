@@ -35,6 +35,10 @@ void inner_products_panels(MatrixView<const float> x, const float* panels, size_
 // 4 and of 6 rows; a thread's last pass may be partial), few enough that their products
 // with ~1,000 centers (200 KB) stay in L2.
 constexpr size_t kProductRows = 48;
+// out[i] = <x, row which[i] of rows [*, d]>, each summed exactly as inner_products_panels sums
+// one panel lane (the same multiply-adds in dimension order, so the same bits): a few rows'
+// products, read in place, that agree with the whole panel product.
+void inner_products_rows(const float* x, const float* rows, size_t d, const uint32_t* which, size_t m, float* out);
 
 // Squared norms of the rows.
 std::vector<float> row_norms_sq(MatrixView<const float> x);

@@ -98,7 +98,7 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   // Bounded distances from the half-precision centers: every center whose lowest possible
   // distance beats the count-th smallest highest one is a candidate; the exact ranking's
   // first `count` are among them (each is at most that count-th highest bound).
-  thread_local std::vector<float> approx, lower, upper, exact, panel;
+  thread_local std::vector<float> approx, lower, upper, exact;
   thread_local std::vector<uint32_t> candidates;
   approx.resize(nlist);
   approximate(q, d, half_centers_.panels(), nlist, approx.data());
@@ -114,24 +114,15 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
     lower[c] = dist - slack;
     upper[c] = dist + slack;
   }
-  std::nth_element(upper.begin(), upper.begin() + (count - 1), upper.end());
-  const float threshold = upper[count - 1];
+  const float threshold = smallest_k(upper.data(), nlist, count).back().first;  // branch-free bins, unlike nth_element
   candidates.clear();
   for (size_t c = 0; c < nlist; ++c)
     if (lower[c] <= threshold) candidates.push_back(static_cast<uint32_t>(c));
-  // The candidates' exact products, computed as for all centers (the same panel code, lane by
-  // lane): a query ranks alike alone and in a batch. The panel is written a dimension at a
-  // time (a run of lanes each); lanes past m keep old values, whose products go unread.
-  const size_t m = candidates.size(), padded = panel_count(m) * kPanelRows;
-  panel.resize(padded * d);
-  for (size_t first = 0; first < m; first += kPanelRows) {
-    const size_t lanes = std::min(kPanelRows, m - first);
-    float* block = panel.data() + first * d;
-    for (size_t t = 0; t < d; ++t)
-      for (size_t i = 0; i < lanes; ++i) block[t * kPanelRows + i] = center_rows_[candidates[first + i] * d + t];
-  }
-  exact.resize(padded);
-  inner_products_panels({q, 1, d}, panel.data(), m, exact.data());
+  // The candidates' exact products, summed as the product with all centers sums each (a
+  // query ranks alike alone and in a batch).
+  const size_t m = candidates.size();
+  exact.resize(m);
+  inner_products_rows(q, center_rows_.data(), d, candidates.data(), m, exact.data());
   for (size_t i = 0; i < m; ++i) exact[i] = ranking_distance(candidates[i], exact[i]);
   auto ranked = smallest_k(exact.data(), m, count);  // ties to the smaller index: candidates ascend
   for (auto& r : ranked) r.second = candidates[r.second];

@@ -25,6 +25,20 @@ def test_products_match_float64_and_do_not_depend_on_the_block(rows, n, d):
         np.testing.assert_array_equal(_core.testing.center_products(x[i:i + 1], centers)[0], got[i])
 
 
+@pytest.mark.parametrize("d", [1, 7, 8, 17, 768, 771])
+@pytest.mark.parametrize("m", [1, 5, 8, 13])
+def test_selected_centers_get_the_bits_of_the_whole_product(d, m):
+    """One query's candidates are re-scored exactly by reading their rows in place: each product
+    must equal, bit for bit, what the product with all centers gives it (8-row transposed groups,
+    a partial last group, dimensions past the last whole 8)."""
+    rng = np.random.default_rng(d * m)
+    centers = (rng.standard_normal((40, d)) * rng.uniform(0.01, 100, (40, 1))).astype(np.float32)
+    x = rng.standard_normal(d).astype(np.float32)
+    which = rng.choice(40, m, replace=False).astype(np.uint32)
+    got = _core.testing.selected_center_products(x, centers, which)
+    np.testing.assert_array_equal(got, _core.testing.center_products(x[None], centers)[0][which])
+
+
 def test_multiply_adds_are_fused_where_the_cpu_has_them():
     """-1 * 1 + (1 + 2^-12)^2: the product's last bit (2^-24) survives only a fused multiply-add.
     The level list once named "avx2,fma" as one clone; target_clones split it into two and

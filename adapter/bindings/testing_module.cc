@@ -126,6 +126,21 @@ void add_testing_module(py::module_& core) {
       },
       py::arg("x"), py::arg("centers"), "<x_i, c_j> [rows of x, centers] as partition ranking computes them.");
   m.def(
+      "selected_center_products",
+      [](const FloatArray& x, const FloatArray& centers, const py::array_t<uint32_t, py::array::c_style | py::array::forcecast>& which) {
+        auto cv = matrix(centers, "centers");
+        if (x.ndim() != 1 || static_cast<size_t>(x.size()) != cv.cols)
+          throw std::invalid_argument("x: expected one row as long as the centers'");
+        for (py::ssize_t i = 0; i < which.size(); ++i)
+          if (which.data()[i] >= cv.rows) throw std::invalid_argument("which: a center index out of range");
+        FloatArray out(which.size());
+        inner_products_rows(x.data(), cv.data, cv.cols, which.data(), static_cast<size_t>(which.size()),
+                            out.mutable_data());
+        return out;
+      },
+      py::arg("x"), py::arg("centers"), py::arg("which"),
+      "<x, c_j> for the centers j in `which`, as one query's exact ranking of its candidates computes them.");
+  m.def(
       "half_from_float",
       [](const FloatArray& x) {
         py::array_t<uint16_t> out(x.size());
