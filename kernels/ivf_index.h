@@ -140,8 +140,10 @@ class IvfIndex {
   float ranking_distance(size_t c, float product) const {
     return params_.metric == Metric::kL2 ? center_norms_[c] - 2.f * product : -product;
   }
-  // Queries searched together: they share each pass over a partition's codes.
-  static constexpr size_t kQueryBlock = 64;
+  // Queries searched together: they share each pass over a partition's codes, so the more
+  // the better, up to a block whose center products (a float per query and center) stay
+  // within kBlockProductFloats, about L2's size.
+  static constexpr size_t kQueryBlock = 256, kBlockProductFloats = size_t{1} << 18;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
                     const IdMap* first_copies, const struct FastScanKernel& kernel, int64_t* ids,
                     float* distances) const;

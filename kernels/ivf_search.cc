@@ -146,9 +146,11 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   const std::unique_ptr<Passes> passes = passes_for(filter);
   const IdMap* first_copies = first_copies_for_rerank();
   const size_t d = params_.dim, nq = queries.rows;
-  // Blocks of queries, spread evenly over the threads.
-  const size_t threads = static_cast<size_t>(resolve_threads(sp.threads));
-  const size_t block = std::max<size_t>(1, std::min(kQueryBlock, (nq + threads - 1) / threads));
+  // Blocks of queries, as large as allowed and the same number for each thread.
+  const size_t threads = static_cast<size_t>(resolve_threads(sp.threads)), per_thread = (nq + threads - 1) / threads;
+  const size_t most = std::clamp<size_t>(kBlockProductFloats / (panel_count(params_.nlist) * kPanelRows), 1, kQueryBlock);
+  const size_t blocks_each = std::max<size_t>(1, (per_thread + most - 1) / most);
+  const size_t block = std::max<size_t>(1, (per_thread + blocks_each - 1) / blocks_each);
   parallel_for((nq + block - 1) / block, sp.threads, 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
       const size_t first = i * block, count = std::min(block, nq - first);
