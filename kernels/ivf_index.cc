@@ -344,8 +344,7 @@ void IvfIndex::set_centers(const std::vector<float>& centers) {
   const MatrixView<const float> rows{centers.data(), params_.nlist, params_.dim};
   center_panels_ = to_panels(rows);
   center_norms_ = row_norms_sq(rows);
-  const bool memory_bound = center_panels_.size() * sizeof(float) >= kHalfRankingMinBytes;
-  half_centers_ = memory_bound ? HalfPanels(rows) : HalfPanels();
+  int8_centers_ = center_panels_.size() * sizeof(float) >= kInt8RankingMinBytes ? Int8Centers(rows) : Int8Centers();
   center_rows_ = centers;
 }
 
@@ -353,7 +352,7 @@ size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(*mutex_);
   size_t bytes = sizeof(*this) +
                  (center_panels_.capacity() + center_rows_.capacity() + center_norms_.capacity()) * sizeof(float) +
-                 half_centers_.memory_bytes() +
+                 int8_centers_.memory_bytes() +
                  (pq_.codebooks().capacity() + refine_.lo().capacity() + refine_.scale().capacity()) * sizeof(float) +
                  partitions_.capacity() * sizeof(Partition);
   for (const auto& p : partitions_) bytes += p.owned_bytes();

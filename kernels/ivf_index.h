@@ -13,7 +13,7 @@
 #include "anisotropic_pq.h"
 #include "array_view.h"
 #include "fastscan_layout.h"
-#include "half_panels.h"
+#include "int8_centers.h"
 #include "id_map.h"
 #include "metric.h"
 #include "params.h"
@@ -123,18 +123,25 @@ class IvfIndex {
   std::vector<float> code_targets(MatrixView<const float> x, const int32_t* assign, const float* centers) const;
   // Partition p's center [dim], in place.
   const float* center(size_t p) const { return center_rows_.data() + p * params_.dim; }
-  // One query's ranking reads every center: past this size (beyond a core's L2 cache) it is
-  // bound by memory, and a first pass over half-precision centers pays for itself.
-  static constexpr size_t kHalfRankingMinBytes = size_t{1} << 20;
+  // Ranking reads and multiplies every center: past this size of float panels (beyond a
+  // core's L2 cache) a first pass over the centers in integers pays for itself.
+  static constexpr size_t kInt8RankingMinBytes = size_t{1} << 20;
   // Whether each searched partition needs its own lookup table (L2 with residual codes).
   bool tables_per_partition() const { return params_.metric == Metric::kL2 && params_.by_residual; }
   // What a partition adds to its codes' scores: <q, c> for IP/COSINE residual codes; L2
   // tables and direct codes score the whole distance.
   float score_bias(float center_distance) const;
   void check_searchable(MatrixView<const float> queries, const SearchParams& sp) const;
-  std::vector<std::pair<float, uint32_t>> rank_partitions(const float* q, size_t count) const;
+  // The `count` nearest partitions of each query, nearest first (ties to the lower index),
+  // ranked exactly: in integers first where that can rule centers out, then in floats.
+  using Ranking = std::vector<std::pair<float, uint32_t>>;
+  std::vector<Ranking> rank_partitions(MatrixView<const float> queries, size_t count) const;
+  Ranking rank_partitions(const float* q, size_t count) const { return rank_partitions({q, 1, params_.dim}, count)[0]; }
   // The same from a query's inner products with the centers (overwritten with distances).
-  std::vector<std::pair<float, uint32_t>> rank_by_products(float* products, size_t count) const;
+  Ranking rank_by_products(float* products, size_t count) const;
+  // The same from a query's integer sums with the centers (int8_centers.h): exact products
+  // for the centers whose bounds leave them a chance, the others ruled out.
+  Ranking rank_candidates(const float* q, const Int8Query& iq, const int32_t* sums, size_t count) const;
   // What partitions are ranked by, from <q, c>: L2 up to the constant ||q||^2 (which the L2
   // tables add back), ||c||^2 - 2<q, c>; IP and COSINE -<q, c>.
   float ranking_distance(size_t c, float product) const {
@@ -143,7 +150,7 @@ class IvfIndex {
   // Queries searched together: they share each pass over a partition's codes, so the more
   // the better, up to a block whose center products (a float per query and center) stay
   // within kBlockProductFloats, about L2's size.
-  static constexpr size_t kQueryBlock = 256, kBlockProductFloats = size_t{1} << 18;
+  static constexpr size_t kQueryBlock = 256, kBlockProductFloats = size_t{1} << 17;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
                     const IdMap* first_copies, const struct FastScanKernel& kernel, int64_t* ids,
                     float* distances) const;
@@ -170,8 +177,8 @@ class IvfIndex {
   void remove_locked(Span<const int64_t> ids);
   void remove_at(std::vector<Location> where, IdMap& map);
   // Keeps the centers [nlist, dim] row by row, as panels with their squared norms (for scoring
-  // all partitions of a query at once) and, past kHalfRankingMinBytes, in half precision (for
-  // ranking one query alone).
+  // all partitions of a query at once) and, past kInt8RankingMinBytes, in integers (a first
+  // pass of the ranking).
   void set_centers(const std::vector<float>& centers);
 
   IndexParams params_;
@@ -180,8 +187,8 @@ class IvfIndex {
   RefineCodec refine_;
   std::vector<float> center_rows_;  // [nlist, dim]: residuals, per-partition tables, files
   std::vector<float> center_panels_;  // the same as panels (distances.h), for ranking
-  // Half precision (half_panels.h) when the panels pass kHalfRankingMinBytes, else empty.
-  HalfPanels half_centers_;
+  // In integers (int8_centers.h) when the panels pass kInt8RankingMinBytes, else empty.
+  Int8Centers int8_centers_;
   std::vector<float> center_norms_;  // [nlist]
   std::vector<Partition> partitions_;
   bool trained_ = false;

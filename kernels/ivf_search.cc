@@ -7,7 +7,6 @@
 #include <stdexcept>
 
 #include "distances.h"
-#include "half_panels.h"
 #include "ivf_scan.h"
 #include "parallel.h"
 #include "topk.h"
@@ -81,36 +80,53 @@ void IvfIndex::check_searchable(MatrixView<const float> queries, const SearchPar
                                   " contains NaN or infinity; pass finite values");
 }
 
-std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q, size_t count) const {
-  const size_t nlist = params_.nlist, d = params_.dim;
-  double norm_sq = 0.0;
-  for (size_t t = 0; t < d; ++t) norm_sq += static_cast<double>(q[t]) * q[t];
-  const float q_norm = static_cast<float>(std::sqrt(norm_sq) * (1.0 + 1e-6));  // rounded up
-  // Exactly: when there is little to rule out, or no half-precision centers or kernel, or
-  // a query so large that bounds on its products could overflow.
-  const HalfPanelProducts approximate =
-      half_centers_.usable() && count != 0 && count * 4 <= nlist && q_norm < 1e18f ? half_panel_products() : nullptr;
-  if (approximate == nullptr) {
-    std::unique_ptr<float[]> products(new float[panel_count(nlist) * kPanelRows]);  // all written
-    inner_products_panels({q, 1, d}, center_panels_.data(), nlist, products.get());
-    return rank_by_products(products.get(), count);
+std::vector<IvfIndex::Ranking> IvfIndex::rank_partitions(MatrixView<const float> q, size_t count) const {
+  const size_t nlist = params_.nlist, stride = panel_count(nlist) * kPanelRows;
+  // One query alone streams every center for itself, bound by memory: it takes a first pass
+  // in integers where the centers are many and few of them wanted. A block of queries takes
+  // one blocked float product: the centers stream from memory once for all of them (a first
+  // pass measured no faster there: the candidates' exact products, rows read from memory,
+  // took what the integers saved). Each row's sums are the ones a query alone gets.
+  const Int8PanelProducts first_pass =
+      q.rows == 1 && int8_centers_.usable() && count != 0 && count * 4 <= nlist ? int8_panel_products() : nullptr;
+  if (first_pass != nullptr) {
+    thread_local std::vector<uint8_t> codes;  // kept between queries: nothing allocated per query
+    thread_local std::vector<int32_t> sums;
+    codes.resize(int8_centers_.dims());
+    sums.resize(stride);
+    const Int8Query quantized = quantize_query(q.row(0), q.cols, codes.data());
+    first_pass(codes.data(), codes.size(), int8_centers_.panels(), nlist, sums.data());
+    return {rank_candidates(q.row(0), quantized, sums.data(), count)};
   }
-  // Bounded distances from the half-precision centers: every center whose lowest possible
-  // distance beats the count-th smallest highest one is a candidate; the exact ranking's
-  // first `count` are among them (each is at most that count-th highest bound).
-  thread_local std::vector<float> approx, lower, upper, exact;
+  std::vector<Ranking> ranked(q.rows);
+  std::unique_ptr<float[]> products(new float[q.rows * stride]);
+  inner_products_panels(q, center_panels_.data(), nlist, products.get());
+  for (size_t i = 0; i < q.rows; ++i) ranked[i] = rank_by_products(products.get() + i * stride, count);
+  return ranked;
+}
+
+IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq, const int32_t* sums,
+                                            size_t count) const {
+  const size_t nlist = params_.nlist, d = params_.dim;
+  thread_local std::vector<float> lower, upper, exact;
   thread_local std::vector<uint32_t> candidates;
-  approx.resize(nlist);
-  approximate(q, d, half_centers_.panels(), nlist, approx.data());
+  if (!(iq.norm < 1e18f)) {  // bounds on so large a query's products could overflow: all exactly
+    exact.resize(panel_count(nlist) * kPanelRows);
+    inner_products_panels({q, 1, d}, center_panels_.data(), nlist, exact.data());
+    return rank_by_products(exact.data(), count);
+  }
+  // Bounded distances: every center whose lowest possible distance beats the count-th smallest
+  // highest one is a candidate; the exact ranking's first `count` are among them (each is at
+  // most that count-th highest bound).
   const float scale = params_.metric == Metric::kL2 ? 2.f : 1.f;  // L2 ranks by ||c||^2 - 2<q, c>
   lower.resize(nlist);
   upper.resize(nlist);
   for (size_t c = 0; c < nlist; ++c) {
-    const float dist = ranking_distance(c, approx[c]);
+    const float product = int8_centers_.product(c, sums[c], iq), dist = ranking_distance(c, product);
     // The products' bound, the rounding of the distance itself (of either product), and an
     // absolute term for products below float's normal range (subnormal or flushed to zero).
-    const float slack = scale * q_norm * half_centers_.error_bound(c) +
-                        0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(approx[c])) + static_cast<float>(d + 2) * 0x1p-124f;
+    const float slack = scale * int8_centers_.error_bound(c, iq) +
+                        0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(product)) + static_cast<float>(d + 2) * 0x1p-124f;
     lower[c] = dist - slack;
     upper[c] = dist + slack;
   }
@@ -118,8 +134,8 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   candidates.clear();
   for (size_t c = 0; c < nlist; ++c)
     if (lower[c] <= threshold) candidates.push_back(static_cast<uint32_t>(c));
-  // The candidates' exact products, summed as the product with all centers sums each (a
-  // query ranks alike alone and in a batch).
+  // The candidates' exact products, summed as the product with all centers sums each: the
+  // same ranking as without the first pass.
   const size_t m = candidates.size();
   exact.resize(m);
   inner_products_rows(q, center_rows_.data(), d, candidates.data(), m, exact.data());
@@ -129,7 +145,7 @@ std::vector<std::pair<float, uint32_t>> IvfIndex::rank_partitions(const float* q
   return ranked;
 }
 
-std::vector<std::pair<float, uint32_t>> IvfIndex::rank_by_products(float* products, size_t count) const {
+IvfIndex::Ranking IvfIndex::rank_by_products(float* products, size_t count) const {
   const size_t nlist = params_.nlist;
   for (size_t c = 0; c < nlist; ++c) products[c] = ranking_distance(c, products[c]);
   return smallest_k(products, nlist, count);
@@ -200,21 +216,11 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     });
   };
   auto push_visit = [&visits](const Visit& v) { visits.push_back(v); };
-  auto probe_all = [&](uint32_t query, const std::vector<std::pair<float, uint32_t>>& order) {
+  auto probe_all = [&](uint32_t query, const Ranking& order) {
     for (uint32_t r = 0; r < order.size(); ++r) probe(r, order[r].second, query, order[r].first, push_visit);
   };
-  if (nq == 1) {
-    probe_all(0, rank_partitions(q.row(0), sp.nprobe));
-  } else {
-    // The block's inner products with every center in one blocked product: the centers stream
-    // from memory once per block rather than once per query. Each row's sums are the ones a
-    // single query gets (the same operations in the same order).
-    const size_t stride = panel_count(params_.nlist) * kPanelRows;
-    std::unique_ptr<float[]> products(new float[nq * stride]);
-    inner_products_panels(q, center_panels_.data(), params_.nlist, products.get());
-    for (size_t i = 0; i < nq; ++i)
-      probe_all(static_cast<uint32_t>(i), rank_by_products(products.get() + i * stride, sp.nprobe));
-  }
+  const std::vector<Ranking> ranked = rank_partitions(q, sp.nprobe);
+  for (size_t i = 0; i < nq; ++i) probe_all(static_cast<uint32_t>(i), ranked[i]);
   // Every query's nearest partition first (its threshold then starts tight), then the rest
   // partition by partition, each shared by the queries probing it.
   std::sort(visits.begin(), visits.end(), [](const Visit& a, const Visit& b) {

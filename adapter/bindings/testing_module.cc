@@ -10,7 +10,7 @@
 #include "distances.h"
 #include "fastscan.h"
 #include "fastscan_lut.h"
-#include "half_panels.h"
+#include "int8_centers.h"
 #include "kmeans.h"
 #include "multiversion.h"
 #include "soar.h"
@@ -141,45 +141,43 @@ void add_testing_module(py::module_& core) {
       py::arg("x"), py::arg("centers"), py::arg("which"),
       "<x, c_j> for the centers j in `which`, as one query's exact ranking of its candidates computes them.");
   m.def(
-      "half_from_float",
-      [](const FloatArray& x) {
-        py::array_t<uint16_t> out(x.size());
-        for (py::ssize_t i = 0; i < x.size(); ++i) out.mutable_data()[i] = half_from_float(x.data()[i]);
-        return out;
-      },
-      py::arg("values"), "IEEE binary16 bits of each value (1-D), rounded to nearest even.");
-  m.def(
-      "float_from_half",
-      [](const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& h) {
-        FloatArray out(h.size());
-        for (py::ssize_t i = 0; i < h.size(); ++i) out.mutable_data()[i] = float_from_half(h.data()[i]);
-        return out;
-      },
-      py::arg("bits"), "The float of each binary16 value (1-D).");
-  m.def(
-      "half_panel_products",
+      "int8_center_products",
       [](const std::string& level, const FloatArray& x, const FloatArray& centers) {
+        auto xv = matrix(x, "x");
         auto cv = matrix(centers, "centers");
-        if (x.ndim() != 1 || static_cast<size_t>(x.size()) != cv.cols)
-          throw std::invalid_argument("x: one row of the centers' dimension");
-        HalfPanelProducts kernel = half_panel_products_scalar;
+        if (xv.cols != cv.cols) throw std::invalid_argument("x and centers differ in dimension");
+        Int8PanelProducts kernel = int8_panel_products_scalar;
         if (level == "avx2") {
-          kernel = half_panel_products();  // the AVX2 kernel, where the CPU can run it
+          kernel = int8_panel_products();  // the AVX2 kernel, where the CPU can run it
           if (kernel == nullptr)
-            throw std::invalid_argument("level avx2: this CPU or build lacks AVX2, FMA or F16C (or ANISOSCAN_SIMD=scalar)");
+            throw std::invalid_argument("level avx2: this CPU or build lacks AVX2 (or ANISOSCAN_SIMD=scalar)");
         } else if (level != "scalar") {
           throw std::invalid_argument("level: scalar or avx2");
         }
-        const HalfPanels half(cv);
-        FloatArray products(static_cast<py::ssize_t>(cv.rows));
-        kernel(x.data(), cv.cols, half.panels(), cv.rows, products.mutable_data());
-        FloatArray bounds(static_cast<py::ssize_t>(cv.rows));
-        for (size_t j = 0; j < cv.rows; ++j) bounds.mutable_data()[j] = half.error_bound(j);
-        return py::make_tuple(products, bounds, half.usable());
+        const Int8Centers int8(cv);
+        const size_t dims = int8.dims(), stride = panel_count(cv.rows) * kPanelRows;
+        std::vector<uint8_t> codes(dims);
+        std::vector<Int8Query> queries(xv.rows);
+        std::vector<int32_t> all(xv.rows * stride);
+        for (size_t i = 0; i < xv.rows; ++i) {
+          queries[i] = quantize_query(xv.row(i), xv.cols, codes.data());
+          kernel(codes.data(), dims, int8.panels(), cv.rows, all.data() + i * stride);
+        }
+        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(cv.rows)};
+        py::array_t<int32_t> sums(shape);
+        FloatArray products(shape), bounds(shape);
+        for (size_t i = 0; i < xv.rows; ++i)
+          for (size_t j = 0; j < cv.rows; ++j) {
+            const size_t at = i * cv.rows + j;
+            sums.mutable_data()[at] = all[i * stride + j];
+            products.mutable_data()[at] = int8.product(j, all[i * stride + j], queries[i]);
+            bounds.mutable_data()[at] = int8.error_bound(j, queries[i]);
+          }
+        return py::make_tuple(sums, products, bounds, int8.usable());
       },
       py::arg("level"), py::arg("x"), py::arg("centers"),
-      "(<x, c_j> from half-precision centers, each center's error bound, whether usable) for one row x; "
-      "the AVX2 kernel only where the CPU has AVX2, FMA and F16C.");
+      "(integer sums, <x_i, c_j> from them, each product's error bound, whether usable) [rows of x, centers] "
+      "from the centers in integers; the AVX2 kernel only where the CPU has AVX2.");
   m.def("float_loops_fuse", &float_loops_fuse,
         "Whether the multi-versioned float loops run a clone with fused multiply-add on this CPU.");
 

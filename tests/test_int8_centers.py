@@ -1,0 +1,113 @@
+"""Centers in integers for a first pass of partition ranking: the AVX2 kernel equal to its
+scalar reference, the error bound holding, and the ranking they narrow equal to the exact one
+(searches with and without them agree bit for bit, alone and in batches)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from anisoscan import Index, _core
+
+
+def _cpu_has(*flags: str) -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(re.search(r"^flags\s*:(.*)$", f.read(), re.M).group(1).split())
+    except (OSError, AttributeError):
+        return False
+    return all(flag in have for flag in flags)
+
+
+INT8_KERNEL = _cpu_has("avx2")
+
+
+def test_sums_are_the_integer_products_of_the_codes():
+    """The scalar reference against numpy's integer product of codes rebuilt from the products:
+    a center's sum is exactly <codes of x, codes of c> + 128 * sum(codes of c)."""
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((70, 9)).astype(np.float32)
+    x = rng.standard_normal((3, 9)).astype(np.float32)
+    sums, _, _, usable = _core.testing.int8_center_products("scalar", x, centers)
+    assert usable
+    cq = np.round(centers / (np.abs(centers).max(1, keepdims=True) / 63)).astype(np.int64)
+    xq = np.round(x / (np.abs(x).max(1, keepdims=True) / 127)).astype(np.int64)
+    np.testing.assert_array_equal(sums, xq @ cq.T + 128 * cq.sum(1))
+
+
+@pytest.mark.parametrize("rows,n,d", [(1, 5, 3), (1, 130, 768), (2, 64, 17), (7, 65, 64), (13, 200, 100)])
+def test_products_are_within_their_bound(rows, n, d):
+    rng = np.random.default_rng(n + d)
+    centers = (rng.standard_normal((n, d)) * rng.uniform(0.01, 100, (n, 1))).astype(np.float32)
+    x = rng.standard_normal((rows, d)).astype(np.float32)
+    _, approx, bounds, usable = _core.testing.int8_center_products("scalar", x, centers)
+    assert usable
+    exact = _core.testing.center_products(x, centers)  # what the exact ranking uses
+    rounding = 2.0 ** -22 * np.abs(approx)  # product()'s own float rounding
+    assert (np.abs(approx.astype(np.float64) - exact) <= bounds + rounding).all()
+    # Tight enough to rule centers out: a few percent of ||x|| ||c|| (7-bit centers, 8-bit queries).
+    scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(centers, axis=1)[None, :]
+    assert (bounds < 0.05 * scale).all()
+
+
+@pytest.mark.skipif(not INT8_KERNEL, reason="this CPU lacks AVX2: only the scalar reference runs")
+@pytest.mark.parametrize("rows,n,d", [(1, 1, 1), (1, 63, 17), (2, 64, 64), (5, 129, 30), (3, 200, 768)])
+def test_avx2_kernel_equals_the_scalar_reference(rows, n, d):
+    """Whole and partial panels, dimensions past the last whole group of 4."""
+    rng = np.random.default_rng(rows * n * d)
+    centers = (rng.standard_normal((n, d)) * 3).astype(np.float32)
+    x = rng.standard_normal((rows, d)).astype(np.float32)
+    scalar = _core.testing.int8_center_products("scalar", x, centers)[0]
+    np.testing.assert_array_equal(_core.testing.int8_center_products("avx2", x, centers)[0], scalar)
+
+
+def test_extreme_values_keep_the_bound_or_turn_the_pass_off():
+    """Zero and subnormal rows quantize to zeros with the whole row as error; centers whose
+    bounds overflow float switch the first pass off."""
+    centers = np.array([[0, 0, 0], [1e-40, -1e-42, 0], [1, 2, 3]], np.float32)
+    x = np.array([[0, 0, 0], [1e-41, 0, 1e-40], [3, -2, 1]], np.float32)
+    _, approx, bounds, usable = _core.testing.int8_center_products("scalar", x, centers)
+    assert usable
+    exact = _core.testing.center_products(x, centers)
+    assert (np.abs(approx.astype(np.float64) - exact) <= bounds + 2.0 ** -22 * np.abs(approx) + 1e-37).all()
+    huge = np.array([[3e38, 3e38], [1, 1]], np.float32)
+    assert not _core.testing.int8_center_products("scalar", np.ones((1, 2), np.float32), huge)[3]
+
+
+def _alone(index: Index, queries: np.ndarray, **params) -> tuple[np.ndarray, np.ndarray]:
+    found = [index.search(q[None], 5, **params) for q in queries]
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+
+# 300 centers of 832 dimensions: 1 MiB of float panels, where the first pass in integers starts.
+N_CENTERS, DIM = 300, 832
+CENTER_SETS = {
+    # One vector per partition, so that nprobe 1 must find the exact nearest.
+    "unit": lambda rng: rng.standard_normal((N_CENTERS, DIM)),
+    # Centers apart by far less than the integers resolve: the exact pass must break them.
+    "near_ties": lambda rng: 1.0 + 1e-5 * rng.standard_normal((N_CENTERS, DIM)),
+    "duplicates": lambda rng: np.repeat(rng.standard_normal((N_CENTERS // 5, DIM)), 5, axis=0),
+    "large_l2": lambda rng: 500 + 40 * rng.standard_normal((N_CENTERS, DIM)),
+    "large_values": lambda rng: 1e15 * rng.standard_normal((N_CENTERS, DIM)),
+    # Queries so large (||q|| >= 1e18) that they skip the first pass: ranked exactly at once.
+    "huge": lambda rng: 1e17 * rng.standard_normal((N_CENTERS, DIM)),
+}
+
+
+@pytest.mark.parametrize("metric", ["IP", "L2", "COSINE"])
+@pytest.mark.parametrize("case", sorted(CENTER_SETS))
+def test_ranking_alone_and_in_batches_is_the_exact_one(metric, case, monkeypatch):
+    rng = np.random.default_rng(len(case))
+    base = CENTER_SETS[case](rng).astype(np.float32)
+    queries = (base[rng.integers(0, len(base), 40)] + 0.01 * rng.standard_normal((40, DIM))).astype(np.float32)
+    index = Index(DIM, metric, nlist=len(base), with_raw_data=True).build(base)
+    for nprobe in (1, 3, 40):
+        batched = index.search(queries, 5, nprobe=nprobe, reorder_k=20)
+        alone = _alone(index, queries, nprobe=nprobe, reorder_k=20)
+        monkeypatch.setenv("ANISOSCAN_SIMD", "scalar")  # no first pass in integers: the exact ranking alone
+        exact = _alone(index, queries, nprobe=nprobe, reorder_k=20)
+        monkeypatch.delenv("ANISOSCAN_SIMD")
+        for got in (alone, batched):
+            np.testing.assert_array_equal(got[0], exact[0])
+            np.testing.assert_array_equal(got[1], exact[1])
