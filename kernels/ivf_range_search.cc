@@ -59,15 +59,15 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   const size_t d = params_.dim, m = pq_.num_subspaces(), rb = raw_row_bytes();
   std::vector<std::vector<Hit>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
-    PreparedTable table(pq_, kernel);  // buffers shared by this thread's queries
+    PreparedTable table;  // buffers shared by this thread's queries
     RefineCodec::Query rq;
     for (size_t qi = b; qi < e; ++qi) {
       const float* q = qp.rows().row(qi);
       auto& out = hits[qi];
-      if (!tables_per_partition() && !rb) table.build(q, l2, nullptr);
+      if (!tables_per_partition() && !rb) table.build(pq_, kernel, q, l2, nullptr);
       if (rb) refine_.prepare(q, params_.metric, rq);
       for (const auto& [center_distance, p] : rank_partitions(q, sp.nprobe)) {
-        if (!rb && tables_per_partition()) table.build(q, true, center(p));
+        if (!rb && tables_per_partition()) table.build(pq_, kernel, q, true, center(p));
         for_each_slot(p, [&](size_t slot) {
           const Partition& part = partitions_[slot];
           if (rb) {  // distances from the re-rank copies: exact with FP32

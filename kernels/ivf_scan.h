@@ -83,32 +83,29 @@ inline void keep_closest_copy(std::vector<Hit>& hits) {
 
 // One query's lookup table, quantized and in the kernel's register order. One table serves
 // every partition, except for L2 with residual codes: there each partition needs a table
-// for the query's offset from its center. The buffers are kept between builds: nothing is
-// allocated per partition.
+// for the query's offset from its center. A table's buffers are kept between builds, and the
+// float table it starts from is scratch shared by the thread: once a thread's tables have
+// grown, nothing is allocated per query or partition.
 class PreparedTable {
  public:
-  PreparedTable(const ProductQuantizer& pq, const FastScanKernel& kernel)
-      : pq_(&pq),
-        kernel_(&kernel),
-        lut_(pq.num_subspaces() * kCodewords),
-        target_(pq.num_subspaces() * pq.sub_dim(), 0.f),
-        prepared_(FastScanLayout{pq.num_subspaces()}.prepared_lut_bytes()) {}
-
   // The table of `query`, or of its offset from `center` when that is not null.
-  void build(const float* query, bool l2, const float* center) {
-    for (size_t t = 0; t < pq_->dim(); ++t) target_[t] = center ? query[t] - center[t] : query[t];
-    build_float_lut(*pq_, target_.data(), l2, lut_.data());
-    kernel_->quantize_lut(lut_.data(), pq_->num_subspaces(), quantized_);
-    kernel_->prepare_lut(quantized_.table.data(), pq_->num_subspaces(), prepared_.data());
+  void build(const ProductQuantizer& pq, const FastScanKernel& kernel, const float* query, bool l2,
+             const float* center) {
+    thread_local std::vector<float> target, lut;
+    const size_t m = pq.num_subspaces(), d = pq.dim();
+    target.resize(m * pq.sub_dim());  // query or residual, zero-padded to whole sub-spaces
+    for (size_t t = 0; t < d; ++t) target[t] = center ? query[t] - center[t] : query[t];
+    std::fill(target.begin() + d, target.end(), 0.f);
+    lut.resize(m * kCodewords);
+    build_float_lut(pq, target.data(), l2, lut.data());
+    kernel.quantize_lut(lut.data(), m, quantized_);
+    prepared_.resize(FastScanLayout{m}.prepared_lut_bytes());
+    kernel.prepare_lut(quantized_.table.data(), m, prepared_.data());
   }
   const QuantizedLut& lut() const { return quantized_; }
   const uint8_t* prepared() const { return prepared_.data(); }
 
  private:
-  const ProductQuantizer* pq_;
-  const FastScanKernel* kernel_;
-  std::vector<float> lut_;
-  std::vector<float> target_;  // query or residual, zero-padded to whole sub-spaces
   QuantizedLut quantized_;
   AlignedVector<uint8_t> prepared_;
 };

@@ -193,12 +193,17 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   // A spilled vector can take two places among the candidates: twice k of them hold k distinct.
   const size_t needed = spilling() ? 2 * sp.k : sp.k;
   const size_t keep = std::max(needed, params_.with_raw_data ? sp.reorder_k : 0);
-  std::vector<ReservoirTopK<uint64_t>> heaps(nq, ReservoirTopK<uint64_t>(keep));
+  // The thread's candidate reservoirs and tables, kept between blocks and calls: once grown
+  // (to kQueryBlock queries at most), a block allocates none.
+  thread_local std::vector<ReservoirTopK<uint64_t>> heaps;
+  thread_local std::vector<PreparedTable> tables;
+  if (heaps.size() < nq) heaps.resize(nq, ReservoirTopK<uint64_t>(keep));
+  for (size_t i = 0; i < nq; ++i) heaps[i].reset(keep);
   // One table per query, built once; or per partition: one per query of the current pass, rebuilt.
-  std::vector<PreparedTable> tables(per_partition ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq,
-                                    PreparedTable(pq_, kernel));
+  const size_t table_count = per_partition ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq;
+  if (tables.size() < table_count) tables.resize(table_count);
   if (!per_partition)
-    for (size_t i = 0; i < nq; ++i) tables[i].build(q.row(i), l2, nullptr);
+    for (size_t i = 0; i < nq; ++i) tables[i].build(pq_, kernel, q.row(i), l2, nullptr);
 
   struct Visit {
     uint32_t rank;  // of the partition for this query
@@ -242,7 +247,7 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
     sinks.clear();
     for (size_t j = 0; j < count; ++j) {
       PreparedTable& table = tables[per_partition ? j : v[j].query];
-      if (per_partition) table.build(q.row(v[j].query), true, center(slot % params_.nlist));
+      if (per_partition) table.build(pq_, kernel, q.row(v[j].query), true, center(slot % params_.nlist));
       const float bias = score_bias(v[j].center_distance);
       sinks.emplace_back(heaps[v[j].query], table.lut(), bias, slot, passes);
       luts[j] = table.prepared();

@@ -78,6 +78,14 @@ class ReservoirTopK {
   using Entry = typename TopK<Label>::Entry;
 
   explicit ReservoirTopK(size_t k) : k_(k), keys_(2 * k) {}
+  // Empty, for the best k (its storage kept where it suffices).
+  void reset(size_t k) {
+    k_ = k;
+    keys_.resize(2 * k);
+    count_ = 0;
+    threshold_ = ~Key{0};
+    worst_ = std::numeric_limits<float>::infinity();
+  }
 
   size_t size() const { return std::min(count_, k_); }
   // Distance a candidate must beat (or tie with a smaller label) to be kept.

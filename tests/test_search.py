@@ -151,7 +151,7 @@ def test_threads_give_identical_results(clustered):
 @pytest.mark.parametrize("filtered", [False, True])
 @pytest.mark.parametrize("by_residual", [True, False])
 def test_queries_searched_together_equal_each_alone(metric, with_raw, filtered, by_residual):
-    """Batches share passes over partitions (blocks of up to 64 queries, 4 per kernel pass);
+    """Batches share passes over partitions (blocks of up to 256 queries, 4 per kernel pass);
     every query must still get exactly what it gets searched alone."""
     data = anisoscan.datasets.make_clustered(3000, 20, n_queries=150, n_clusters=30, metric=metric, seed=11)
     index = Index(data.dim, metric, nlist=40, with_raw_data=with_raw, by_residual=by_residual).build(data.base)
@@ -165,6 +165,30 @@ def test_queries_searched_together_equal_each_alone(metric, with_raw, filtered, 
             np.testing.assert_array_equal(dist[i], alone[1][0])
     if filtered:
         assert (batched[0][0] >= 0).all() and np.isin(batched[0][0], filt["allowed_ids"]).all()
+
+
+def test_buffers_kept_between_searches_carry_nothing_over():
+    """Each thread keeps its tables and candidate reservoirs between calls. Searching indexes of
+    other shapes in between (fewer sub-spaces, another k and reorder_k, more or fewer
+    queries, L2 tables per partition) must leave every result as it was."""
+    a = anisoscan.datasets.make_clustered(3000, 48, n_queries=300, n_clusters=30, metric="IP", seed=4)
+    b = anisoscan.datasets.make_clustered(2000, 10, n_queries=20, n_clusters=10, metric="L2", seed=5)
+    index_a = Index(48, "IP", nlist=30).build(a.base)
+    index_b = Index(10, "L2", nlist=20, by_residual=True).build(b.base)
+
+    def search_a():
+        return index_a.search(a.queries, 10, nprobe=6, reorder_k=40, threads=1)
+
+    def search_b():
+        return index_b.search(b.queries, 3, nprobe=4, reorder_k=5, threads=1)
+
+    first_a, first_b = search_a(), search_b()
+    for got, want in ((search_a(), first_a), (search_b(), first_b), (search_a(), first_a)):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    few = index_a.search(a.queries[:3], 2, nprobe=6, reorder_k=40, threads=1)  # fewer queries, another k
+    np.testing.assert_array_equal(few[0], first_a[0][:3, :2])
+    assert recall_at_k(first_a[0], exact_search(a.base, a.queries, 10, "IP")[0], 10) > 0.8
 
 
 def test_partition_ranking_finds_the_best_center_in_batches_and_alone():
