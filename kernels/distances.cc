@@ -110,22 +110,33 @@ void inner_products_panels(MatrixView<const float> x, const float* panels, size_
     panel_tiles<6, kPanelRows / 4>(x, panels, ny, out);
 }
 
+// Lanes of a and b (b's numbered 8-15) picked by I: a shuffle each compiler spells its way.
+template <int... I>
+[[gnu::always_inline]] static inline Float8 pick(Float8 a, Float8 b) {
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, I...);
+#else
+  using Lanes = int32_t __attribute__((vector_size(32)));
+  return __builtin_shuffle(a, b, Lanes{I...});
+#endif
+}
+
 // Eight rows' next eight floats, transposed in registers: after it, v[u][i] is row i's
 // element u (unpack, 64-bit shuffle, then 128-bit halves: AVX's three-stage transpose).
 [[gnu::always_inline]] static inline void transpose8(Float8 (&v)[8]) {
   Float8 t[8], s[8];
   for (size_t i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shufflevector(v[i], v[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[i + 1] = __builtin_shufflevector(v[i], v[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    t[i] = pick<0, 8, 1, 9, 4, 12, 5, 13>(v[i], v[i + 1]);
+    t[i + 1] = pick<2, 10, 3, 11, 6, 14, 7, 15>(v[i], v[i + 1]);
   }
   for (size_t i = 0; i < 8; i += 4)
     for (size_t h = 0; h < 2; ++h) {
-      s[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-      s[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+      s[i + 2 * h] = pick<0, 1, 8, 9, 4, 5, 12, 13>(t[i + h], t[i + h + 2]);
+      s[i + 2 * h + 1] = pick<2, 3, 10, 11, 6, 7, 14, 15>(t[i + h], t[i + h + 2]);
     }
   for (size_t u = 0; u < 4; ++u) {
-    v[u] = __builtin_shufflevector(s[u], s[u + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    v[u + 4] = __builtin_shufflevector(s[u], s[u + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    v[u] = pick<0, 1, 2, 3, 8, 9, 10, 11>(s[u], s[u + 4]);
+    v[u + 4] = pick<4, 5, 6, 7, 12, 13, 14, 15>(s[u], s[u + 4]);
   }
 }
 
@@ -153,8 +164,16 @@ template <size_t G>
 
 // The file reassociates float sums (-fassociative-math, for reductions); this function must
 // not: each lane's additions stay in dimension order, as in a panel lane.
-ANISOSCAN_MULTIVERSION [[gnu::optimize("no-associative-math")]]
+#if defined(__clang__)
+#define ANISOSCAN_IN_ORDER_SUMS
+#else
+#define ANISOSCAN_IN_ORDER_SUMS [[gnu::optimize("no-associative-math")]]
+#endif
+ANISOSCAN_MULTIVERSION ANISOSCAN_IN_ORDER_SUMS
 void inner_products_rows(const float* x, const float* rows, size_t d, const uint32_t* which, size_t m, float* out) {
+#if defined(__clang__)
+#pragma clang fp reassociate(off)
+#endif
   constexpr size_t kLanes = 8, kGroups = 4;
   for (size_t first = 0; first < m; first += kLanes * kGroups) {
     const size_t count = std::min(kLanes * kGroups, m - first), groups = (count + kLanes - 1) / kLanes;

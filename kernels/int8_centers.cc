@@ -40,6 +40,13 @@ double norm(const float* values, size_t d) {
 
 constexpr double kRoundUp = 1.001;  // room for the float rounding of the bounds' own arithmetic
 
+// The float at or above x: a bound stored in float never falls below its value in double
+// (rounding to nearest could, by up to half a unit, which a subnormal would not absorb).
+float float_at_least(double x) {
+  const float f = static_cast<float>(x);
+  return static_cast<double>(f) < x ? std::nextafter(f, std::numeric_limits<float>::infinity()) : f;
+}
+
 }  // namespace
 
 // Vectorized: it runs once per query (the reductions' order differs from a serial loop's by
@@ -64,8 +71,8 @@ Int8Query quantize_query(const float* q, size_t d, uint8_t* codes) {
     norm_sq += static_cast<double>(q[t]) * q[t];
   }
   for (size_t t = d; t < int8_dims(d); ++t) codes[t] = kQueryOffset;
-  out.error = static_cast<float>(std::sqrt(err) * kRoundUp);
-  out.norm = static_cast<float>(std::sqrt(norm_sq) * kRoundUp);
+  out.error = float_at_least(std::sqrt(err) * kRoundUp);
+  out.norm = float_at_least(std::sqrt(norm_sq) * kRoundUp);
   return out;
 }
 
@@ -77,9 +84,10 @@ Int8Centers::Int8Centers(MatrixView<const float> centers)
       code_sums_(centers.rows),
       dims_(int8_dims(centers.cols)) {
   const size_t d = centers.cols;
-  // The float products that rank exactly round too: at most (d + 2) 2^-24 sum |q_t c_t|,
-  // which is at most that times ||q|| ||c|| (Cauchy-Schwarz).
-  const double rounding = static_cast<double>(d + 2) * std::ldexp(1.0, -24);
+  // The float products that rank exactly round too: at most g sum |q_t c_t| with
+  // g = n u / (1 - n u), n = d + 2 operations, u = 2^-24 (Higham), which is at most g ||q|| ||c||
+  // (Cauchy-Schwarz).
+  const double nu = static_cast<double>(d + 2) * std::ldexp(1.0, -24), rounding = nu / (1.0 - nu);
   std::vector<int> v(d);
   usable_ = dims_ * 255 * kCenterLevels < static_cast<size_t>(std::numeric_limits<int32_t>::max());
   for (size_t j = 0; j < centers.rows; ++j) {
@@ -95,9 +103,12 @@ Int8Centers::Int8Centers(MatrixView<const float> centers)
       hat += std::pow(static_cast<double>(scales_[j]) * v[t], 2);
     }
     code_sums_[j] = sum;
-    errors_[j] = static_cast<float>((err + rounding * norm(c, d)) * kRoundUp);
-    norms_[j] = static_cast<float>(std::sqrt(hat) * kRoundUp);
-    usable_ = usable_ && std::isfinite(errors_[j]) && std::isfinite(norms_[j]);
+    const double c_norm = norm(c, d);
+    errors_[j] = float_at_least((err + rounding * c_norm) * kRoundUp);
+    norms_[j] = float_at_least(std::sqrt(hat) * kRoundUp);
+    largest_norm_ = std::max(largest_norm_, float_at_least(c_norm * kRoundUp));
+    usable_ = usable_ && nu < 0.5 && std::isfinite(errors_[j]) && std::isfinite(norms_[j]) &&
+              std::isfinite(largest_norm_);
   }
 }
 

@@ -49,8 +49,11 @@ class Int8Centers {
   float product(size_t j, int32_t sum, const Int8Query& q) const {
     return q.scale * scales_[j] * static_cast<float>(sum - kQueryOffset * code_sums_[j]);
   }
+  // Whether products and bounds with this query stay far inside float's range (they are
+  // below ||q|| * the largest center norm): else rank exactly.
+  bool bounded(const Int8Query& q) const { return q.norm * largest_norm_ < 1e30f; }
   // |<q, c_j> as the float panels compute it - product(j, ...)| <= this, up to the float
-  // rounding of product() itself (relative, below 2^-22).
+  // rounding of product() itself (relative, below 2^-22), for a bounded() query.
   float error_bound(size_t j, const Int8Query& q) const { return q.norm * errors_[j] + q.error * norms_[j]; }
   size_t memory_bytes() const {
     return panels_.capacity() + (scales_.capacity() + errors_.capacity() + norms_.capacity()) * sizeof(float) +
@@ -63,6 +66,7 @@ class Int8Centers {
   std::vector<float> errors_;  // ||c - c'|| + the float products' own rounding, per ||q||
   std::vector<float> norms_;   // ||c'||, c' = scale * codes
   std::vector<int32_t> code_sums_;
+  float largest_norm_ = 0.f;  // >= every ||c_j||
   size_t dims_ = 0;
   bool usable_ = false;
 };

@@ -344,7 +344,8 @@ void IvfIndex::set_centers(const std::vector<float>& centers) {
   const MatrixView<const float> rows{centers.data(), params_.nlist, params_.dim};
   center_panels_ = to_panels(rows);
   center_norms_ = row_norms_sq(rows);
-  int8_centers_ = center_panels_.size() * sizeof(float) >= kInt8RankingMinBytes ? Int8Centers(rows) : Int8Centers();
+  const bool first_pass = center_panels_.size() * sizeof(float) >= kInt8RankingMinBytes && int8_panel_products();
+  int8_centers_ = first_pass ? Int8Centers(rows) : Int8Centers();
   center_rows_ = centers;
 }
 

@@ -136,11 +136,13 @@ class IvfIndex {
   // ranked exactly: in integers first where that can rule centers out, then in floats.
   using Ranking = std::vector<std::pair<float, uint32_t>>;
   std::vector<Ranking> rank_partitions(MatrixView<const float> queries, size_t count) const;
-  Ranking rank_partitions(const float* q, size_t count) const { return rank_partitions({q, 1, params_.dim}, count)[0]; }
+  Ranking rank_partitions(const float* q, size_t count) const {
+    return std::move(rank_partitions({q, 1, params_.dim}, count)[0]);
+  }
   // The same from a query's inner products with the centers (overwritten with distances).
   Ranking rank_by_products(float* products, size_t count) const;
-  // The same from a query's integer sums with the centers (int8_centers.h): exact products
-  // for the centers whose bounds leave them a chance, the others ruled out.
+  // The same from a query's integer sums with the centers (int8_centers.h; the query
+  // bounded()): exact products for the centers whose bounds leave them a chance.
   Ranking rank_candidates(const float* q, const Int8Query& iq, const int32_t* sums, size_t count) const;
   // What partitions are ranked by, from <q, c>: L2 up to the constant ||q||^2 (which the L2
   // tables add back), ||c||^2 - 2<q, c>; IP and COSINE -<q, c>.

@@ -89,16 +89,19 @@ std::vector<IvfIndex::Ranking> IvfIndex::rank_partitions(MatrixView<const float>
   // took what the integers saved). Each row's sums are the ones a query alone gets.
   const Int8PanelProducts first_pass =
       q.rows == 1 && int8_centers_.usable() && count != 0 && count * 4 <= nlist ? int8_panel_products() : nullptr;
+  std::vector<Ranking> ranked(q.rows);
   if (first_pass != nullptr) {
     thread_local std::vector<uint8_t> codes;  // kept between queries: nothing allocated per query
     thread_local std::vector<int32_t> sums;
     codes.resize(int8_centers_.dims());
-    sums.resize(stride);
     const Int8Query quantized = quantize_query(q.row(0), q.cols, codes.data());
-    first_pass(codes.data(), codes.size(), int8_centers_.panels(), nlist, sums.data());
-    return {rank_candidates(q.row(0), quantized, sums.data(), count)};
+    if (int8_centers_.bounded(quantized)) {  // else products could overflow float: exactly only
+      sums.resize(stride);
+      first_pass(codes.data(), codes.size(), int8_centers_.panels(), nlist, sums.data());
+      ranked[0] = rank_candidates(q.row(0), quantized, sums.data(), count);
+      return ranked;
+    }
   }
-  std::vector<Ranking> ranked(q.rows);
   std::unique_ptr<float[]> products(new float[q.rows * stride]);
   inner_products_panels(q, center_panels_.data(), nlist, products.get());
   for (size_t i = 0; i < q.rows; ++i) ranked[i] = rank_by_products(products.get() + i * stride, count);
@@ -110,11 +113,6 @@ IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq,
   const size_t nlist = params_.nlist, d = params_.dim;
   thread_local std::vector<float> lower, upper, exact;
   thread_local std::vector<uint32_t> candidates;
-  if (!(iq.norm < 1e18f)) {  // bounds on so large a query's products could overflow: all exactly
-    exact.resize(panel_count(nlist) * kPanelRows);
-    inner_products_panels({q, 1, d}, center_panels_.data(), nlist, exact.data());
-    return rank_by_products(exact.data(), count);
-  }
   // Bounded distances: every center whose lowest possible distance beats the count-th smallest
   // highest one is a candidate; the exact ranking's first `count` are among them (each is at
   // most that count-th highest bound).

@@ -78,9 +78,11 @@ class ReservoirTopK {
   using Entry = typename TopK<Label>::Entry;
 
   explicit ReservoirTopK(size_t k) : k_(k), keys_(2 * k) {}
-  // Empty, for the best k (its storage kept where it suffices).
+  // Empty, for the best k: its storage is kept where it suffices, given back where it is far
+  // larger (a thread's reservoirs outlive a call with a large reorder_k).
   void reset(size_t k) {
     k_ = k;
+    if (keys_.capacity() > 8 * k + 64) keys_ = std::vector<Key>();
     keys_.resize(2 * k);
     count_ = 0;
     threshold_ = ~Key{0};

@@ -26,15 +26,15 @@ def test_products_match_float64_and_do_not_depend_on_the_block(rows, n, d):
 
 
 @pytest.mark.parametrize("d", [1, 7, 8, 17, 768, 771])
-@pytest.mark.parametrize("m", [1, 5, 8, 13])
+@pytest.mark.parametrize("m", [1, 5, 8, 13, 24, 32, 33, 70])
 def test_selected_centers_get_the_bits_of_the_whole_product(d, m):
     """One query's candidates are re-scored exactly by reading their rows in place: each product
-    must equal, bit for bit, what the product with all centers gives it (8-row transposed groups,
-    a partial last group, dimensions past the last whole 8)."""
+    must equal, bit for bit, what the product with all centers gives it (1 to 4 groups of 8
+    rows transposed at once, passes of 32, a partial last group, dimensions past the last whole 8)."""
     rng = np.random.default_rng(d * m)
-    centers = (rng.standard_normal((40, d)) * rng.uniform(0.01, 100, (40, 1))).astype(np.float32)
+    centers = (rng.standard_normal((80, d)) * rng.uniform(0.01, 100, (80, 1))).astype(np.float32)
     x = rng.standard_normal(d).astype(np.float32)
-    which = rng.choice(40, m, replace=False).astype(np.uint32)
+    which = rng.choice(80, m, replace=False).astype(np.uint32)
     got = _core.testing.selected_center_products(x, centers, which)
     np.testing.assert_array_equal(got, _core.testing.center_products(x[None], centers)[0][which])
 

@@ -90,7 +90,8 @@ CENTER_SETS = {
     "duplicates": lambda rng: np.repeat(rng.standard_normal((N_CENTERS // 5, DIM)), 5, axis=0),
     "large_l2": lambda rng: 500 + 40 * rng.standard_normal((N_CENTERS, DIM)),
     "large_values": lambda rng: 1e15 * rng.standard_normal((N_CENTERS, DIM)),
-    # Queries so large (||q|| >= 1e18) that they skip the first pass: ranked exactly at once.
+    # Products so large (||q|| ||c|| >= 1e30: L2, whose centers keep their norms) that the
+    # first pass is skipped and the query ranked exactly at once.
     "huge": lambda rng: 1e17 * rng.standard_normal((N_CENTERS, DIM)),
 }
 
@@ -111,3 +112,4 @@ def test_ranking_alone_and_in_batches_is_the_exact_one(metric, case, monkeypatch
         for got in (alone, batched):
             np.testing.assert_array_equal(got[0], exact[0])
             np.testing.assert_array_equal(got[1], exact[1])
+
