@@ -192,11 +192,12 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   const size_t needed = spilling() ? 2 * sp.k : sp.k;
   const size_t keep = std::max(needed, params_.with_raw_data ? sp.reorder_k : 0);
   // The thread's candidate reservoirs and tables, kept between blocks and calls: once grown
-  // (to kQueryBlock queries at most), a block allocates none.
+  // (to kQueryBlock queries at most), a block allocates none. Every reservoir is reset, the
+  // unused ones too, so that none keeps the storage of an earlier, larger reorder_k.
   thread_local std::vector<ReservoirTopK<uint64_t>> heaps;
   thread_local std::vector<PreparedTable> tables;
   if (heaps.size() < nq) heaps.resize(nq, ReservoirTopK<uint64_t>(keep));
-  for (size_t i = 0; i < nq; ++i) heaps[i].reset(keep);
+  for (auto& heap : heaps) heap.reset(keep);
   // One table per query, built once; or per partition: one per query of the current pass, rebuilt.
   const size_t table_count = per_partition ? std::min(nq, FastScanKernel::kQueriesPerPass) : nq;
   if (tables.size() < table_count) tables.resize(table_count);
