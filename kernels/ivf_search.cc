@@ -292,23 +292,33 @@ void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_
     __builtin_prefetch(partitions_[slot].ids() + off);
     if (rb && slot < params_.nlist) prefetch_bytes(partitions_[slot].raw_row(off, rb), rb);
   }
-  // Both kept across queries: no allocation per query.
+  // Kept across queries: no allocation per query.
   thread_local RefineCodec::Query rq;
   thread_local std::vector<Hit> hits;
+  thread_local std::vector<const uint8_t*> rows;
   hits.clear();
   for (const auto& c : candidates) {
     const size_t slot = c.label >> 32, off = c.label & 0xFFFFFFFFu;
     hits.push_back({c.distance, partitions_[slot].ids()[off], c.label});
   }
   if (spilling()) keep_closest_copy(hits);  // each vector re-ranked once
-  if (rb) refine_.prepare(q, params_.metric, rq);
-  TopK<int64_t> best(k);
-  for (const Hit& hit : hits) {
-    const float dist =
-        rb ? refine_.distance(rq, params_.metric, raw_row_at(hit.label >> 32, hit.label & 0xFFFFFFFFu, first_copies))
-           : hit.distance;
-    best.push(dist, hit.id);
+  if (rb) {
+    refine_.prepare(q, params_.metric, rq);
+    // A spilled copy's row is its first copy's, found through the id map: all the lookups
+    // are requested, then made, then their rows requested, before the first distance.
+    auto spilled = [this](const Hit& hit) { return (hit.label >> 32) >= params_.nlist; };
+    if (first_copies)
+      for (const Hit& hit : hits)
+        if (spilled(hit)) first_copies->prefetch(hit.id);
+    rows.clear();
+    for (const Hit& hit : hits) {
+      rows.push_back(raw_row_at(hit.label >> 32, hit.label & 0xFFFFFFFFu, first_copies));
+      if (spilled(hit)) prefetch_bytes(rows.back(), rb);
+    }
   }
+  TopK<int64_t> best(k);
+  for (size_t i = 0; i < hits.size(); ++i)
+    best.push(rb ? refine_.distance(rq, params_.metric, rows[i]) : hits[i].distance, hits[i].id);
   auto result = best.take_sorted();
   for (size_t j = 0; j < k; ++j) {
     out_ids[j] = j < result.size() ? result[j].label : -1;

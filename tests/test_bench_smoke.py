@@ -10,11 +10,12 @@ from anisoscan.cli import main as cli_main
 
 
 def test_compare_writes_json_table_and_plot(tmp_path):
-    assert bench_main(["compare", "--generate", "3000,16", "--quick", "--peers", "anisoscan,anisoscan-noraw",
+    peers = {"anisoscan", "anisoscan-noraw", "anisoscan-soar-sq8", "faiss-ivfpqfs-refine-sq8"}
+    assert bench_main(["compare", "--generate", "3000,16", "--quick", "--peers", ",".join(sorted(peers)),
                        "--out", str(tmp_path), "--no-progress"]) == 0
     stem = tmp_path / "clustered-3000x16-quick"
     report = json.loads(stem.with_suffix(".json").read_text())
-    assert {r["name"] for r in report["indexes"]} == {"anisoscan", "anisoscan-noraw"}
+    assert {r["name"] for r in report["indexes"]} == peers
     for r in report["indexes"]:
         assert r["points"] and all(0.0 <= p["recall"] <= 1.0 for p in r["points"])
     assert report["machine"]

@@ -98,12 +98,39 @@ def test_memory_without_raw_data_is_codes_plus_ids():
     assert index.memory_bytes < x.nbytes / 14
 
 
-@pytest.mark.parametrize("mapped", [False, True])
-def test_every_id_stays_findable_through_random_updates(tmp_path, mapped):
-    """The id map against a dict model: adds, deletes, upserts, compaction, a mapped reload."""
+def ids_sharing_hash_bits(count: int, rng: np.random.Generator) -> np.ndarray:
+    """Ids whose hash (splitmix64's finalizer, as the id map's) has the same low 14 bits, the
+    bits its slots keep to skip other ids' keys: among these only the key tells them apart."""
+    found: list[np.ndarray] = []
+    with np.errstate(over="ignore"):
+        while sum(map(len, found)) < count:
+            x = rng.integers(0, 1 << 46, 1 << 22, dtype=np.uint64)
+            h = x ^ (x >> np.uint64(30))
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(27)
+            h *= np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(31)
+            found.append(x[(h & np.uint64(0x3FFF)) == 0])
+    ids = np.unique(np.concatenate(found)).astype(np.int64)
+    return rng.permutation(ids)[:count]
+
+
+@pytest.mark.parametrize("mapped,shared_hash_bits", [(False, False), (True, False), (False, True)])
+def test_every_id_stays_findable_through_random_updates(tmp_path, mapped, shared_hash_bits):
+    """The id map against a dict model: adds, deletes, upserts, compaction, a mapped reload;
+    also with ids whose hashes share the bits the map keeps in its slots."""
     rng = np.random.default_rng(7)
     d = 8
-    model = {int(i): rng.normal(size=d).astype(np.float32) for i in rng.choice(1 << 40, 600, replace=False)}
+    pool = iter(ids_sharing_hash_bits(900, rng).tolist()) if shared_hash_bits else None
+
+    def new_ids(count: int, low: int) -> np.ndarray:
+        if pool is None:
+            return rng.integers(low, 2 * low, count)
+        return np.array([next(pool) for _ in range(count)], dtype=np.int64)
+
+    model = {int(i): rng.normal(size=d).astype(np.float32)
+             for i in (new_ids(600, 0) if pool is not None else rng.choice(1 << 40, 600, replace=False))}
+    never_added = new_ids(20, 1 << 45) if pool is not None else None
     index = Index(d, "L2", nlist=8).build(np.stack(list(model.values())), np.array(list(model)))
     if mapped:
         index.save(tmp_path / "i.anisoscan")
@@ -117,12 +144,12 @@ def test_every_id_stays_findable_through_random_updates(tmp_path, mapped):
             for i in gone:
                 del model[int(i)]
         elif op == 1:  # add new ids
-            new = rng.integers(1 << 41, 1 << 42, 9)
+            new = new_ids(9, 1 << 41)
             vecs = rng.normal(size=(9, d)).astype(np.float32)
             index.add(vecs, new)
             model.update({int(i): v for i, v in zip(new, vecs)})
         elif op == 2:  # upsert a mix of present and new ids
-            ids = np.concatenate([rng.choice(present, 3, replace=False), rng.integers(1 << 43, 1 << 44, 2)])
+            ids = np.concatenate([rng.choice(present, 3, replace=False), new_ids(2, 1 << 43)])
             vecs = rng.normal(size=(5, d)).astype(np.float32)
             index.upsert(vecs, ids)
             model.update({int(i): v for i, v in zip(ids, vecs)})
@@ -130,7 +157,7 @@ def test_every_id_stays_findable_through_random_updates(tmp_path, mapped):
             index.compact()
         present = np.array(sorted(model), dtype=np.int64)
         np.testing.assert_array_equal(index.get_vectors(present), np.stack([model[int(i)] for i in present]))
-        absent = rng.integers(1 << 45, 1 << 46, 20)
+        absent = never_added if never_added is not None else rng.integers(1 << 45, 1 << 46, 20)
         assert index.contains(present).all() and not index.contains(absent).any()
         assert len(index) == len(model)
     with pytest.raises(ValueError, match="not in the index"):

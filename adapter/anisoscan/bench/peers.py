@@ -184,6 +184,14 @@ class AnisoscanSoar(Anisoscan):
     build_options: ClassVar[dict[str, Any]] = {"soar_lambda": SOAR_LAMBDA}
 
 
+class AnisoscanSoarSQ8(Anisoscan):
+    """Both: spilled codes, re-ranked from the int8 copy (a quarter of the rows' bytes read)."""
+
+    name = "anisoscan-soar-sq8"
+    description = f"anisoscan with SOAR spilling (soar_lambda={SOAR_LAMBDA}), re-ranking with an int8 copy (SQ8)"
+    build_options: ClassVar[dict[str, Any]] = {**AnisoscanSoar.build_options, **AnisoscanSQ8.build_options}
+
+
 class AnisoscanNoRaw(Anisoscan):
     name = "anisoscan-noraw"
     description = "anisoscan without raw vectors: ranked by the 4-bit codes alone"
@@ -211,7 +219,8 @@ class AnisoscanAssignOnly(AnisoscanNoRaw):
 
 
 # Ablations and variants run only when named with --peers.
-ABLATIONS = ("anisoscan-plain", "anisoscan-assign", "anisoscan-soar", "scann-soar")
+ABLATIONS = ("anisoscan-plain", "anisoscan-assign", "anisoscan-soar", "anisoscan-soar-sq8", "scann-soar",
+             "faiss-ivfpqfs-refine-sq8")
 
 # --- Google ScaNN ---------------------------------------------------------------------------
 
@@ -382,6 +391,17 @@ class FaissIvfPqFastScanRefine(FaissIvfPqFastScan):
         return _grid(self.setup.nprobes(), self.setup.reorder_ks(k))
 
 
+class FaissIvfPqFastScanRefineSQ8(FaissIvfPqFastScanRefine):
+    """faiss's counterpart of refine_type=SQ8: the rescoring reads an 8-bit scalar-quantized copy."""
+
+    name = "faiss-ivfpqfs-refine-sq8"
+    description = "faiss IndexIVFPQFastScan + IndexRefine over IndexScalarQuantizer QT_8bit (k_factor*k candidates)"
+
+    def _make(self, metric: int) -> Any:
+        self.copy = self.faiss.IndexScalarQuantizer(self.dim, self.faiss.ScalarQuantizer.QT_8bit, metric)  # kept alive
+        return self.faiss.IndexRefine(FaissIvfPqFastScan._make(self, metric), self.copy)
+
+
 class FaissIvfFlat(_Faiss):
     name = "faiss-ivfflat"
     description = "faiss IndexIVFFlat (uncompressed vectors in the partitions)"
@@ -439,9 +459,10 @@ class Hnswlib(Peer):
 
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    Anisoscan, AnisoscanDirect, AnisoscanSQ8, AnisoscanSoar, AnisoscanNoRaw, AnisoscanPlainPQ, AnisoscanAssignOnly,
+    Anisoscan, AnisoscanDirect, AnisoscanSQ8, AnisoscanSoar, AnisoscanSoarSQ8, AnisoscanNoRaw, AnisoscanPlainPQ,
+    AnisoscanAssignOnly,
     Scann, ScannSoar, ScannNoReorder,
-    FaissIvfPqFastScan, FaissIvfPqFastScanRefine, FaissIvfFlat, Hnswlib)}
+    FaissIvfPqFastScan, FaissIvfPqFastScanRefine, FaissIvfPqFastScanRefineSQ8, FaissIvfFlat, Hnswlib)}
 
 
 def default_nlist(n: int) -> int:

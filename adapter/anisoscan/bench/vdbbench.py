@@ -1,7 +1,8 @@
 """`python -m anisoscan.bench vdbbench`: VectorDBBench itself, the tool behind the published
 SCANN numbers, drives three contenders in one run, on one real Milvus 2.3.5 server:
 
-  anisoscan SCANN (front)   VectorDBBench's Milvus client pointed at `anisoscan front`
+  anisoscan SCANN (front)   VectorDBBench's Milvus client pointed at `anisoscan front`,
+                            plain and with spilled assignment (soar_lambda 1)
   Milvus SCANN, Milvus HNSW VectorDBBench's Milvus client pointed at the server itself
 
 The dataset is written in VectorDBBench's custom Parquet layout (train/test/neighbors.parquet).
@@ -47,9 +48,11 @@ def ensure_venv(venv: Path) -> Path:
 def _contender_runs(nlist: int, nprobes: list[int], efs: list[int], k: int) -> list[tuple[str, bool, list[str]]]:
     """(label, through the front?, VectorDBBench command and index options) per search setting."""
     runs = []
-    for label, front in (("anisoscan SCANN (front)", True), ("Milvus SCANN", False)):
-        runs += [(label, front, ["milvusscann", "--nlist", str(nlist), "--nprobe", str(p), "--reorder-k", str(4 * k)])
-                 for p in nprobes]
+    for label, front, build in (("anisoscan SCANN (front)", True, []),
+                                ("anisoscan SCANN SOAR (front)", True, ["--soar-lambda", "1"]),
+                                ("Milvus SCANN", False, [])):
+        runs += [(label, front, ["milvusscann", "--nlist", str(nlist), *build, "--nprobe", str(p),
+                                 "--reorder-k", str(4 * k)]) for p in nprobes]
     runs += [("Milvus HNSW", False, ["milvushnsw", "--m", "16", "--ef-construction", "200", "--ef-search", str(e)])
              for e in efs]
     return runs

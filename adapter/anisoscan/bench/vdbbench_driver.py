@@ -2,8 +2,9 @@
 it imports nothing of anisoscan. Its command line is VectorDBBench's, plus what that lacks:
 
 - `milvusscann`: the SCANN index of its Milvus client config (nlist, with_raw_data; nprobe,
-  reorder_k), which its CLI has no command for. Booleans go as "true"/"false", which Milvus 2.3
-  servers require.
+  reorder_k), which its CLI has no command for, plus anisoscan's `soar_lambda` (spilled
+  assignment), sent only when given, since Milvus's own SCANN has no such parameter.
+  Booleans go as "true"/"false", which Milvus 2.3 servers require.
 - Its Milvus client expects Milvus 2.5+: the pre-search step (sorted segments, target-size
   compaction) becomes flush, wait until the index is built, load; and hits are read by "id",
   since Milvus 2.3 does not name the primary key field in search results.
@@ -20,9 +21,13 @@ from vectordb_bench.cli.cli import CommonTypedDict, cli, click_parameter_decorat
 
 
 class Milvus23SCANNConfig(SCANNConfig):
+    soar_lambda: float = 0.0
+
     def index_param(self) -> dict:
         param = super().index_param()
         param["params"]["with_raw_data"] = "true" if self.with_raw_data else "false"
+        if self.soar_lambda > 0:
+            param["params"]["soar_lambda"] = self.soar_lambda
         return param
 
 
@@ -32,6 +37,8 @@ class SCANNTypedDict(TypedDict):
     reorder_k: Annotated[int, click.option("--reorder-k", type=int, required=True, help="candidates re-ranked")]
     with_raw_data: Annotated[bool, click.option("--with-raw-data/--without-raw-data", default=True,
                                                 show_default=True, help="keep vectors for exact re-ranking")]
+    soar_lambda: Annotated[float, click.option("--soar-lambda", type=float, default=0.0, show_default=True,
+                                               help="anisoscan's spilled assignment (0: off, not sent)")]
 
 
 class MilvusSCANNTypedDict(CommonTypedDict, MilvusTypedDict, SCANNTypedDict): ...
@@ -43,7 +50,8 @@ def MilvusSCANN(**parameters: Unpack[MilvusSCANNTypedDict]) -> None:  # noqa: N8
     run(db=DBTYPE, db_config=_build_milvus_config(parameters),
         db_case_config=Milvus23SCANNConfig(nlist=parameters["nlist"], nprobe=parameters["nprobe"],
                                            reorder_k=parameters["reorder_k"],
-                                           with_raw_data=parameters["with_raw_data"]),
+                                           with_raw_data=parameters["with_raw_data"],
+                                           soar_lambda=parameters["soar_lambda"]),
         **parameters)
 
 
