@@ -33,6 +33,16 @@ def milvus_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def docker_milvus_uri() -> str:
+    """MILVUS_URI, the Docker Milvus 2.6 deployment; skips the tests that need it where it is not set."""
+    uri = os.environ.get("MILVUS_URI")
+    if not uri:
+        pytest.skip("MILVUS_URI is not set: run integration/docker-compose.yml on a machine with a Docker "
+                    "engine (none here) and set MILVUS_URI=http://127.0.0.1:19530")
+    return uri
+
+
 @pytest.fixture(scope="module")
 def milvus_server_uri(milvus_server):
     """Per module: a test that restarts the server may find it on another port afterwards."""
@@ -61,11 +71,7 @@ def milvus(request, tmp_path):
     elif request.param == "server":
         client = MilvusClient(request.getfixturevalue("milvus_server_uri"))
     else:
-        uri = os.environ.get("MILVUS_URI")
-        if not uri:
-            pytest.skip("MILVUS_URI is not set: run integration/docker-compose.yml on a machine with a Docker "
-                        "engine (none here) and set MILVUS_URI=http://127.0.0.1:19530")
-        client = MilvusClient(uri)
+        client = MilvusClient(request.getfixturevalue("docker_milvus_uri"))
     client.tier = request.param
     yield client
     for name in client.list_collections():

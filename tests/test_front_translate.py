@@ -94,13 +94,22 @@ def test_search_results_parse_in_pymilvus():
     hits = t.Hits(keys=[["a", "b"], [], ["c"]], scores=[[0.9, 0.5], [], [0.1]])
     title = schema_pb2.FieldData(type=schema_pb2.VarChar, field_name="title", scalars=schema_pb2.ScalarField(
         string_data=schema_pb2.StringArray(data=["ta", "tb", "tc"])))
-    reply = t.search_results("docs", hits, 2, 21, [title])
+    reply = t.search_results("docs", hits, 2, 21, "", [title])
     parsed = SearchResult(reply.results)
     assert [[h["id"] for h in row] for row in parsed] == hits.keys
     assert [h["distance"] for row in parsed for h in row] == pytest.approx([0.9, 0.5, 0.1])
     assert [h["entity"]["title"] for row in parsed for h in row] == ["ta", "tb", "tc"]
-    ints = SearchResult(t.search_results("docs", t.Hits([[-5, 7]], [[1.0, 2.0]]), 2, 5).results)
+    ints = SearchResult(t.search_results("docs", t.Hits([[-5, 7]], [[1.0, 2.0]]), 2, 5, "").results)
     assert [h["id"] for h in ints[0]] == [-5, 7]
+    named = SearchResult(t.search_results("docs", t.Hits([[-5, 7]], [[1.0, 2.0]]), 2, 5, "doc_id").results)
+    assert [h["doc_id"] for h in named[0]] == [-5, 7]  # as a Milvus 2.4+ upstream names it
+
+
+@pytest.mark.parametrize("version,named", [("v2.3.5", False), ("2.3.21", False), ("v2.2.16", False),
+                                           ("v2.4.0", True), ("v2.6.3", True), ("v3.0.0", True),
+                                           ("milvus_lite-3.2.2", True), ("", True)])
+def test_results_name_the_primary_key_as_the_upstream_version_does(version, named):
+    assert t.names_primary_key(version) is named
 
 
 def record(name: str) -> FieldRecord:

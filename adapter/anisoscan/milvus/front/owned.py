@@ -452,7 +452,7 @@ class Front:
             return self.upstream.call("Search", request, milvus_pb2.SearchResults, md)
         rec = served.record
         columns = self._output_columns(rec, request, hits, md) if request.output_fields else []
-        return t.search_results(rec.collection, hits, spec.limit, rec.pk_type, columns)
+        return t.search_results(rec.collection, hits, spec.limit, rec.pk_type, self._pk_name(rec, md), columns)
 
     def _served_hits(self, collection: CollectionState, served: ServedField, request: milvus_pb2.SearchRequest,
                      spec: t.SearchSpec, md: Metadata) -> t.Hits | None:
@@ -512,7 +512,11 @@ class Front:
         rec = next(f.record for f in fields if f is not None)
         fused = t.fuse(rank, parts)
         columns = self._output_columns(rec, request, fused, md) if request.output_fields else []
-        return t.search_results(rec.collection, fused, rank.limit, rec.pk_type, columns)
+        return t.search_results(rec.collection, fused, rank.limit, rec.pk_type, self._pk_name(rec, md), columns)
+
+    def _pk_name(self, rec: FieldRecord, md: Metadata) -> str:
+        """The primary key's name for search results, where the upstream's own results carry it."""
+        return rec.pk_field if self.upstream.names_primary_key(md) else ""
 
     def _index_metric(self, db: str, collection: str, field_name: str, md: Metadata) -> str:
         """The metric of a field's upstream index (a search that names none is scored by it)."""

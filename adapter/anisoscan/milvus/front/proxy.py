@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -25,6 +25,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
+from . import translate
 from .errors import SERVICE_UNAVAILABLE, MilvusError, reply_with
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Upstream:
     target: str
     channel: grpc.Channel
     timeout: float  # for typed calls: owned RPCs' upstream calls and the front's own (exports, filters)
+    _names_primary_key: bool | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def connect(cls, uri: str, timeout: float, max_message_bytes: int) -> Upstream:
@@ -87,6 +89,13 @@ class Upstream:
                 raise self.unavailable(e) from e
             raise MilvusError(SERVICE_UNAVAILABLE, f"upstream Milvus at {self.target} failed {method}: "
                                                    f"{e.code().name} {e.details()}") from e
+
+    def names_primary_key(self, metadata: Metadata = ()) -> bool:
+        """Whether the upstream names the primary key in search results (asked once: GetVersion)."""
+        if self._names_primary_key is None:
+            reply = self.call("GetVersion", milvus_pb2.GetVersionRequest(), milvus_pb2.GetVersionResponse, metadata)
+            self._names_primary_key = translate.names_primary_key(reply.version)
+        return self._names_primary_key
 
     def close(self) -> None:
         self.channel.close()

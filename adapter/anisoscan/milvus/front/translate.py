@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -319,15 +320,21 @@ def fuse(rank: Ranker, searches: Sequence[tuple[Hits, str]]) -> Hits:
     return fused
 
 
-def search_results(collection: str, hits: Hits, limit: int, pk_type: int,
-                   columns: Sequence[schema_pb2.FieldData] = ()) -> milvus_pb2.SearchResults:
-    """A SearchResults message; `columns` hold the output fields, one row per hit in order.
+def names_primary_key(server_version: str) -> bool:
+    """Whether a Milvus of this GetVersion names the primary key field in its search results
+    (primary_field_name; pymilvus keys each hit by it, else by "id"): 2.3 and older leave it
+    unset (2.3.5 checked), newer ones set it (Milvus Lite 3's "milvus_lite-3.2.2" too)."""
+    m = re.match(r"v?(\d+)\.(\d+)", server_version)
+    return m is None or (int(m[1]), int(m[2])) >= (2, 4)
 
-    primary_field_name stays unset, as Milvus 2.3 leaves it: pymilvus then names the key "id".
-    """
+
+def search_results(collection: str, hits: Hits, limit: int, pk_type: int, pk_name: str,
+                   columns: Sequence[schema_pb2.FieldData] = ()) -> milvus_pb2.SearchResults:
+    """A SearchResults message; `columns` hold the output fields, one row per hit in order;
+    `pk_name` is the primary key's name where the upstream names it (names_primary_key), else ""."""
     flat_keys = [k for row in hits.keys for k in row]
     data = schema_pb2.SearchResultData(
         num_queries=len(hits.keys), top_k=limit, ids=ids_proto(flat_keys, pk_type),
         scores=[s for row in hits.scores for s in row], topks=[len(row) for row in hits.keys],
-        fields_data=list(columns), output_fields=[c.field_name for c in columns])
+        fields_data=list(columns), output_fields=[c.field_name for c in columns], primary_field_name=pk_name)
     return milvus_pb2.SearchResults(status=common_pb2.Status(), results=data, collection_name=collection)
