@@ -15,6 +15,7 @@ from . import (
     milvus_side_by_side,
     scaling,
     updates,
+    upstream_memory,
     vdbbench,
 )
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     vdbbench.add_arguments(sub.add_parser(
         "vdbbench", help="VectorDBBench drives the front, and the upstream's own SCANN and HNSW, in one run",
         description=vdbbench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    upstream_memory.add_arguments(sub.add_parser(
+        "upstream-memory", help="memory a Milvus server spends on the index the front creates upstream (FLAT)",
+        description=upstream_memory.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     scaling.add_arguments(sub.add_parser("scaling", help="memory, build time and batched QPS over thread counts",
                                          description=scaling.__doc__))
     updates.add_arguments(sub.add_parser("updates", help="one-row delete, upsert, get_vectors and filter costs",

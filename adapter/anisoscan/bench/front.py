@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     nprobes = [max(1, nlist * f // 100) for f in (2, 4, 8)]
     scann = [{"nprobe": p, "reorder_k": 4 * args.k} for p in nprobes]
     hnsw = [{"ef": e} for e in (32, 64, 128)]
-    with milvus_server() as (uri, tmp):
+    with milvus_server() as (uri, tmp, _):
         with front_process(uri, tmp / "front") as front_uri:
             direct, through = MilvusClient(uri), MilvusClient(front_uri)
             log.info("loading %d x %d rows three times (front, Milvus SCANN, Milvus HNSW)", *w.base.shape)

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pymilvus").setLevel(logging.ERROR)
     w, nlist = milvus_workload(args)
-    with milvus_server() as (uri, _):
+    with milvus_server() as (uri, _, _):
         milvus = run_milvus(uri, w.base, w.queries, w.truth, w.metric, nlist, args.k)
     ours = run_anisoscan(w.base, w.queries, w.truth, w.metric, nlist, args.k)
     report = {"dataset": w.name, "n": len(w.base), "nq": len(w.queries), "metric": w.metric, "nlist": nlist,

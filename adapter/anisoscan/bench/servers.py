@@ -29,9 +29,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def milvus_server() -> Iterator[tuple[str, Path]]:
+def milvus_server() -> Iterator[tuple[str, Path, int]]:
     """A Milvus 2.3.5 standalone server (the PyPI `milvus` package) in a temporary folder:
-    (its URI, the folder, for whatever else the benchmark keeps there). Stopped on exit."""
+    (its URI, the folder, for whatever else the benchmark keeps there, its process id).
+    Stopped on exit."""
     from milvus import MilvusServer
 
     server = MilvusServer()
@@ -40,9 +41,17 @@ def milvus_server() -> Iterator[tuple[str, Path]]:
         server.listen_port = free_port()
         server.start()
         try:
-            yield f"http://127.0.0.1:{server.listen_port}", Path(tmp)
+            yield f"http://127.0.0.1:{server.listen_port}", Path(tmp), server.server_proc.pid
         finally:
             server.stop()
+
+
+def resident_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 @contextlib.contextmanager

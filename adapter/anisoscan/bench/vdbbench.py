@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     nprobes = [max(1, nlist * f // 100) for f in (2, 8)]
     runs = _contender_runs(nlist, nprobes, [32, 128], args.k)
     t0 = time.perf_counter()
-    with milvus_server() as (uri, tmp), front_process(uri, tmp / "front") as front_uri:
+    with milvus_server() as (uri, tmp, _), front_process(uri, tmp / "front") as front_uri:
         dataset = save_vectordbbench(Dataset(w.name, w.base, w.queries, w.metric, w.truth), tmp / "dataset",
                                      k=args.k)
         loaded: set[str] = set()
