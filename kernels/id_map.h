@@ -37,10 +37,12 @@ class IdMap {
   size_t size() const { return size_; }
   size_t memory_bytes() const { return slots_.capacity() * sizeof(uint64_t); }
 
- private:
   // A slot: 1 (taken) | 14 bits of the id's hash | partition (17 bits) | offset (32 bits).
+  static constexpr int kPartitionBits = 17;
+
+ private:
   static constexpr uint64_t kEmpty = 0, kTaken = uint64_t{1} << 63;
-  static constexpr int kPartitionBits = 17, kTagShift = 32 + kPartitionBits;
+  static constexpr int kTagShift = 32 + kPartitionBits;
   static constexpr uint64_t kTagMask = (uint64_t{1} << (63 - kTagShift)) - 1;
   static uint64_t mix(int64_t id);
   static uint64_t tag(uint64_t hash) { return hash & kTagMask; }

@@ -18,6 +18,9 @@
 
 namespace anisoscan {
 
+// The id maps locate copies by slot, and a spilling index has 2 x nlist slots.
+static_assert(2 * kMaxNlist <= size_t{1} << IdMap::kPartitionBits, "id map slots cannot address every partition");
+
 namespace {
 
 // The quantizer's training knobs from the index's parameters (the rest keep their defaults).

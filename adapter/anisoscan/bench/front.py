@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import recall_at_k
-from .servers import add_milvus_arguments, front_process, milvus_server, milvus_workload, write_results
+from .servers import MILVUS_VERSION, add_milvus_arguments, front_process, milvus_server, milvus_workload, write_results
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
             filters = _filter_handoff(through, "bench_front", queries[:100], args.k, scann[1])
         where |= _node_in_process(tmp / "front", queries, args.k, scann[1])
         report = {"dataset": w.name, "n": len(w.base), "dim": w.base.shape[1], "metric": w.metric,
-                  "nq": len(queries), "nlist": nlist, "k": args.k, "milvus_version": "2.3.5",
+                  "nq": len(queries), "nlist": nlist, "k": args.k, "milvus_version": MILVUS_VERSION,
                   "seconds_per_concurrency": args.seconds, "contenders": contenders,
                   "where_time_goes": where, "filters": filters}
     print(write_results(report, args.out, f"front-{w.name}", markdown))

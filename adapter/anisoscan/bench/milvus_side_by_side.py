@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..index import Index
 from ..metrics import recall_at_k
-from .servers import add_milvus_arguments, milvus_server, milvus_workload, write_results
+from .servers import MILVUS_VERSION, add_milvus_arguments, milvus_server, milvus_workload, write_results
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         milvus = run_milvus(uri, w.base, w.queries, w.truth, w.metric, nlist, args.k)
     ours = run_anisoscan(w.base, w.queries, w.truth, w.metric, nlist, args.k)
     report = {"dataset": w.name, "n": len(w.base), "nq": len(w.queries), "metric": w.metric, "nlist": nlist,
-              "milvus_version": "2.3.5", "results": ours + milvus}
+              "milvus_version": MILVUS_VERSION, "results": ours + milvus}
     print(write_results(report, args.out, f"milvus-{w.name}", markdown))
     return 0
 

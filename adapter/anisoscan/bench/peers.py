@@ -399,7 +399,7 @@ class FaissIvfPqFastScanRefineSQ8(FaissIvfPqFastScanRefine):
 
     def _make(self, metric: int) -> Any:
         self.copy = self.faiss.IndexScalarQuantizer(self.dim, self.faiss.ScalarQuantizer.QT_8bit, metric)  # kept alive
-        return self.faiss.IndexRefine(FaissIvfPqFastScan._make(self, metric), self.copy)
+        return self.faiss.IndexRefine(super(FaissIvfPqFastScanRefine, self)._make(metric), self.copy)
 
 
 class FaissIvfFlat(_Faiss):

@@ -28,6 +28,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+MILVUS_VERSION = "2.3.5"  # of the PyPI `milvus` server milvus_server() starts (pyproject pins it)
+
+
 @contextlib.contextmanager
 def milvus_server() -> Iterator[tuple[str, Path, int]]:
     """A Milvus 2.3.5 standalone server (the PyPI `milvus` package) in a temporary folder:

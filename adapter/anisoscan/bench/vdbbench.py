@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets import Dataset, save_vectordbbench
-from .servers import add_milvus_arguments, front_process, milvus_server, milvus_workload, write_results
+from .servers import MILVUS_VERSION, add_milvus_arguments, front_process, milvus_server, milvus_workload, write_results
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             _vdbbench(python, command, front_uri if through_front else uri, collection, label not in loaded,
                       dataset, w, args.k, args.seconds, results, label, f"run{i:02d}")
             loaded.add(label)
-    report = {"vdbbench": VDBBENCH.split("==")[1], "dataset": w.name, "milvus_version": "2.3.5",
+    report = {"vdbbench": VDBBENCH.split("==")[1], "dataset": w.name, "milvus_version": MILVUS_VERSION,
               "n": len(w.base), "dim": w.base.shape[1], "metric": w.metric, "nq": len(w.queries), "k": args.k,
               "nlist": nlist, "seconds": args.seconds, "wall_s": time.perf_counter() - t0,
               "runs": _read_results(results)}

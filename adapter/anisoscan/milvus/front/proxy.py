@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from . import translate
-from .errors import SERVICE_UNAVAILABLE, MilvusError, reply_with
+from .errors import SERVICE_UNAVAILABLE, MilvusError, check, reply_with
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,13 @@ class Upstream:
                                                    f"{e.code().name} {e.details()}") from e
 
     def names_primary_key(self, metadata: Metadata = ()) -> bool:
-        """Whether the upstream names the primary key in search results (asked once: GetVersion)."""
+        """Whether the upstream names the primary key in search results (GetVersion, asked until it
+        succeeds, then kept: an upstream upgraded under a running front needs a front restart)."""
         if self._names_primary_key is None:
             reply = self.call("GetVersion", milvus_pb2.GetVersionRequest(), milvus_pb2.GetVersionResponse, metadata)
+            check(reply.status)
             self._names_primary_key = translate.names_primary_key(reply.version)
+            log.info("upstream Milvus %s at %s", reply.version or "(no version)", self.target)
         return self._names_primary_key
 
     def close(self) -> None:

@@ -323,7 +323,8 @@ def fuse(rank: Ranker, searches: Sequence[tuple[Hits, str]]) -> Hits:
 def names_primary_key(server_version: str) -> bool:
     """Whether a Milvus of this GetVersion names the primary key field in its search results
     (primary_field_name; pymilvus keys each hit by it, else by "id"): 2.3 and older leave it
-    unset (2.3.5 checked), newer ones set it (Milvus Lite 3's "milvus_lite-3.2.2" too)."""
+    unset (2.3.5 checked), newer ones set it; a version not read as "vMAJOR.MINOR" is taken as
+    new (Milvus Lite 3's "milvus_lite-3.2.2" sets it)."""
     m = re.match(r"v?(\d+)\.(\d+)", server_version)
     return m is None or (int(m[1]), int(m[2])) >= (2, 4)
 
