@@ -272,7 +272,7 @@ const IdMap& IvfIndex::built(LazyIdMap& map, size_t first, size_t last) const {
 
 const uint8_t* IvfIndex::raw_row_at(size_t slot, size_t offset, const IdMap* first_copies) const {
   const size_t rb = raw_row_bytes();
-  if (slot < params_.nlist) return partitions_[slot].raw_row(offset, rb);
+  if (!holds_spilled_copies(slot)) return partitions_[slot].raw_row(offset, rb);
   const Location at = *first_copies->find(partitions_[slot].ids()[offset], partitions_);
   return partitions_[at.partition].raw_row(at.offset, rb);
 }

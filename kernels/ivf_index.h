@@ -96,7 +96,9 @@ class IvfIndex {
   void for_each_slot(size_t p, Fn&& fn) const {
     for (size_t slot = p; slot < partitions_.size(); slot += params_.nlist) fn(slot);
   }
-  size_t row_bytes_of(size_t slot) const { return slot < params_.nlist ? raw_row_bytes() : 0; }
+  // Whether a slot holds second copies: those keep no re-rank row of their own.
+  bool holds_spilled_copies(size_t slot) const { return slot >= params_.nlist; }
+  size_t row_bytes_of(size_t slot) const { return holds_spilled_copies(slot) ? 0 : raw_row_bytes(); }
   // The re-rank row of the vector at (slot, offset): a spilled copy's is its first copy's,
   // found through `first_copies` (the id map; only needed with spilled slots).
   const uint8_t* raw_row_at(size_t slot, size_t offset, const IdMap* first_copies) const;

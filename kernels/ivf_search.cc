@@ -294,7 +294,7 @@ void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_
   for (const auto& c : candidates) {
     const size_t slot = c.label >> 32, off = c.label & 0xFFFFFFFFu;
     __builtin_prefetch(partitions_[slot].ids() + off);
-    if (rb && slot < params_.nlist) prefetch_bytes(partitions_[slot].raw_row(off, rb), std::min(rb, kRowPrefetchBytes));
+    if (row_bytes_of(slot)) prefetch_bytes(partitions_[slot].raw_row(off, rb), std::min(rb, kRowPrefetchBytes));
   }
   // Kept across queries: no allocation per query.
   thread_local RefineCodec::Query rq;
@@ -310,7 +310,7 @@ void IvfIndex::finish_query(const float* q, ReservoirTopK<uint64_t>& heap, size_
     refine_.prepare(q, params_.metric, rq);
     // A spilled copy's row is its first copy's, found through the id map: all the lookups
     // are requested, then made, then their rows requested, before the first distance.
-    auto spilled = [this](const Hit& hit) { return (hit.label >> 32) >= params_.nlist; };
+    auto spilled = [this](const Hit& hit) { return holds_spilled_copies(hit.label >> 32); };
     if (first_copies)
       for (const Hit& hit : hits)
         if (spilled(hit)) first_copies->prefetch(hit.id);

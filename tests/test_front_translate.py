@@ -225,3 +225,19 @@ def test_upstream_results_split_per_query():
     assert hits.keys == [["a", "b"], ["c"]]
     np.testing.assert_allclose(np.concatenate(hits.scores), [0.5, 0.4, 0.9], rtol=1e-6)
     assert [len(row) for row in hits.scores] == [2, 1]
+
+
+def test_the_upstream_version_is_asked_until_one_answer_succeeds_then_kept():
+    from anisoscan.milvus.front.errors import UpstreamStatus
+    from anisoscan.milvus.front.proxy import Upstream
+    from pymilvus.grpc_gen import common_pb2, milvus_pb2
+
+    replies = [milvus_pb2.GetVersionResponse(status=common_pb2.Status(code=2, reason="not ready")),
+               milvus_pb2.GetVersionResponse(version="v2.3.5")]
+    asked = []
+    upstream = Upstream("127.0.0.1:1", None, 1.0)
+    upstream.call = lambda method, *args, **kwargs: asked.append(method) or replies[len(asked) - 1]
+    with pytest.raises(UpstreamStatus, match="not ready"):  # an error reply is not read as a version
+        upstream.names_primary_key()
+    assert upstream.names_primary_key() is False and upstream.names_primary_key() is False
+    assert asked == ["GetVersion", "GetVersion"]
