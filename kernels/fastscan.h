@@ -47,7 +47,7 @@ struct FastScanKernel {
   // quantize_lut (fastscan_lut.h) with this level's instructions: the same bytes, scale, offset.
   void (*quantize_lut)(const float* lut, size_t num_subspaces, QuantizedLut& out);
   // Rearranges a quantized table [padded sub-spaces][16] into the kernel's register order;
-  // `out` holds FastScanLayout::prepared_lut_bytes().
+  // `out` holds prepared_lut_bytes(num_subspaces).
   void (*prepare_lut)(const uint8_t* table, size_t num_subspaces, uint8_t* out);
   // Scans n vectors of packed codes (FastScanLayout) for nq queries at once: query j has
   // prepared table luts[j], starts at limits[j] and feeds sinks[j] (distinct sinks). Each
@@ -56,6 +56,12 @@ struct FastScanKernel {
   void (*scan)(const uint8_t* const* luts, size_t nq, size_t num_subspaces, const uint8_t* codes, size_t n,
                uint32_t* limits, ScanSink* const* sinks);
 
+  // Bytes per sub-space pair of a prepared table: 32 where it is the quantized table itself.
+  size_t prepared_bytes_per_pair;
+
+  size_t prepared_lut_bytes(size_t num_subspaces) const {
+    return FastScanLayout{num_subspaces}.num_pairs() * prepared_bytes_per_pair;
+  }
   void scan_one(const uint8_t* lut, size_t num_subspaces, const uint8_t* codes, size_t n, uint32_t limit,
                 ScanSink& sink) const {
     ScanSink* sinks[] = {&sink};

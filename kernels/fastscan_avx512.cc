@@ -57,8 +57,8 @@ struct Avx512Row {
 void quantize_table(const float* lut, size_t m, QuantizedLut& out) { quantize_lut_rows<Avx512Row>(lut, m, out); }
 
 // Per group of two pairs (2g, 2g+1), 128 bytes: lanes [t4g, t4g, t4g+2, t4g+2] for the low
-// nibbles, then [t4g+1, t4g+1, t4g+3, t4g+3] for the high ones. An odd last pair uses the
-// AVX2 form.
+// nibbles, then [t4g+1, t4g+1, t4g+3, t4g+3] for the high ones. An odd last pair takes 64
+// bytes: each of its rows in both 128-bit lanes.
 void prepare_lut(const uint8_t* table, size_t m, uint8_t* out) {
   FastScanLayout layout{m};
   const size_t pairs = layout.num_pairs(), groups = pairs / 2;
@@ -115,7 +115,7 @@ void scan(const uint8_t* const* luts, size_t nq, size_t m, const uint8_t* codes,
 }  // namespace
 
 const FastScanKernel& fastscan_kernel_avx512() {
-  static const FastScanKernel kernel{SimdLevel::kAvx512, quantize_table, prepare_lut, scan};
+  static const FastScanKernel kernel{SimdLevel::kAvx512, quantize_table, prepare_lut, scan, 64};
   return kernel;
 }
 

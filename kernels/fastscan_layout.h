@@ -24,8 +24,6 @@ struct FastScanLayout {
   size_t block_bytes() const { return kBlockVectors * num_pairs(); }
   static size_t num_blocks(size_t n) { return (n + kBlockVectors - 1) / kBlockVectors; }
   size_t bytes_for(size_t n) const { return num_blocks(n) * block_bytes(); }
-  // Room for a lookup table in any kernel's register order (64 bytes per pair at most).
-  size_t prepared_lut_bytes() const { return num_pairs() * 64; }
 
   // Block b of the packed codes, and within a block the 32 bytes of sub-space pair `pair`.
   const uint8_t* block(const uint8_t* codes, size_t b) const { return codes + b * block_bytes(); }

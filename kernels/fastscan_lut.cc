@@ -14,12 +14,13 @@ uint32_t QuantizedLut::entry_cap(size_t padded_subspaces) {
 }
 
 void QuantizedLut::reset(size_t m) {
-  table.assign(FastScanLayout{m}.padded_subspaces() * kCodewords, 0);
+  table.resize(FastScanLayout{m}.padded_subspaces() * kCodewords);
+  std::fill(table.begin() + m * kCodewords, table.end(), 0);  // the quantizer writes the rest
   row_min.resize(m);
   row_max.resize(m);
 }
 
-uint32_t QuantizedLut::limit_for(float worst) const {
+uint32_t LutScale::limit_for(float worst) const {
   if (!(worst < std::numeric_limits<float>::infinity())) return 65536;
   double x = (static_cast<double>(worst) - offset) * scale;
   if (x < 0.0) return 0;

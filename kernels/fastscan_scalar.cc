@@ -40,7 +40,7 @@ void scan(const uint8_t* const* luts, size_t nq, size_t m, const uint8_t* codes,
 }  // namespace
 
 const FastScanKernel& fastscan_kernel_scalar() {
-  static const FastScanKernel kernel{SimdLevel::kScalar, quantize_lut, prepare_lut, scan};
+  static const FastScanKernel kernel{SimdLevel::kScalar, quantize_lut, prepare_lut, scan, 32};
   return kernel;
 }
 

@@ -24,14 +24,20 @@ static inline void broadcast_pair_avx2(const uint8_t* table, size_t p, uint8_t* 
   broadcast_row(table, 2 * p + 1, out + 32);
 }
 
-// Adds one pair's lookups for 32 vectors: lo/hi are the codes' low and high nibbles, lut64
-// the pair's 64 prepared bytes. acc sums whole 16-bit lanes (even byte + 256 * odd byte),
-// acc_odd the odd bytes alone.
-static inline void accumulate_pair(const uint8_t* lut64, __m256i lo, __m256i hi, __m256i& acc, __m256i& acc_odd) {
-  const __m256i r0 = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut64)), lo);
-  const __m256i r1 = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut64 + 32)), hi);
+// Adds one pair's lookups for 32 vectors: lo/hi are the codes' low and high nibbles, row_lo
+// and row_hi the pair's two table rows, each in both 128-bit lanes. acc sums whole 16-bit
+// lanes (even byte + 256 * odd byte), acc_odd the odd bytes alone.
+static inline void accumulate_lookups(__m256i row_lo, __m256i row_hi, __m256i lo, __m256i hi, __m256i& acc,
+                                      __m256i& acc_odd) {
+  const __m256i r0 = _mm256_shuffle_epi8(row_lo, lo), r1 = _mm256_shuffle_epi8(row_hi, hi);
   acc = _mm256_add_epi16(acc, _mm256_add_epi16(r0, r1));
   acc_odd = _mm256_add_epi16(acc_odd, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
+}
+
+// The same from a pair's 64 prepared bytes (broadcast_pair_avx2).
+static inline void accumulate_pair(const uint8_t* lut64, __m256i lo, __m256i hi, __m256i& acc, __m256i& acc_odd) {
+  accumulate_lookups(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut64)),
+                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut64 + 32)), lo, hi, acc, acc_odd);
 }
 
 // The low and high nibbles of 32 bytes of codes.

@@ -151,10 +151,17 @@ class IvfIndex {
   float ranking_distance(size_t c, float product) const {
     return params_.metric == Metric::kL2 ? center_norms_[c] - 2.f * product : -product;
   }
-  // Queries searched together: they share each pass over a partition's codes, so the more
-  // the better, up to a block whose center products (a float per query and center) stay
-  // within kBlockProductFloats, about L2's size.
-  static constexpr size_t kQueryBlock = 256, kBlockProductFloats = size_t{1} << 17;
+  // Queries searched together share each pass over a partition's codes: the more the better
+  // (mpnet, 2 threads: blocks of 500 queries +5% over 125), up to a block whose tables and
+  // candidates take kBlockScratchBytes of the thread's memory. A block's partitions are
+  // ranked kBlockProductFloats / centers queries at a time: their center products (a float
+  // per query and center) then stay about L2's size.
+  static constexpr size_t kBlockScratchBytes = size_t{8} << 20, kBlockProductFloats = size_t{1} << 17;
+  // Candidates each query needs (k distinct vectors among them) and keeps for re-ranking,
+  // and the most queries a block can hold then.
+  size_t candidates_needed(const SearchParams& params) const;
+  size_t candidates_kept(const SearchParams& params) const;
+  size_t queries_per_block(const SearchParams& params, const struct FastScanKernel& kernel) const;
   void search_block(MatrixView<const float> queries, const SearchParams& params, const Passes* passes,
                     const IdMap* first_copies, const struct FastScanKernel& kernel, int64_t* ids,
                     float* distances) const;

@@ -16,7 +16,7 @@ namespace {
 template <typename Passes>
 class RangeSink final : public ScanSink {
  public:
-  RangeSink(std::vector<Hit>& out, const QuantizedLut& lut, float bias, float low, float high,
+  RangeSink(std::vector<Hit>& out, const LutScale& lut, float bias, float low, float high,
             const Partition& part, size_t p, const Passes* passes)
       : out_(out), lut_(lut), bias_(bias), low_(low), high_(high), part_(part), p_(p), passes_(passes) {
     limit_ = lut_.limit_for(high - bias);
@@ -32,7 +32,7 @@ class RangeSink final : public ScanSink {
 
  private:
   std::vector<Hit>& out_;
-  const QuantizedLut& lut_;
+  const LutScale& lut_;
   float bias_, low_, high_;
   const Partition& part_;
   size_t p_;
@@ -56,7 +56,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
   std::shared_lock lock(*mutex_);
   const std::unique_ptr<Passes> passes = passes_for(filter);
   const IdMap* first_copies = first_copies_for_rerank();
-  const size_t d = params_.dim, m = pq_.num_subspaces(), rb = raw_row_bytes();
+  const size_t m = pq_.num_subspaces(), rb = raw_row_bytes();
   std::vector<std::vector<Hit>> hits(queries.rows);
   parallel_for(queries.rows, sp.threads, 1, [&](size_t b, size_t e, int) {
     PreparedTable table;  // buffers shared by this thread's queries
@@ -78,7 +78,7 @@ RangeResult IvfIndex::range_search(MatrixView<const float> queries, float radius
             }
           } else if (part.size() > 0) {
             const float bias = score_bias(center_distance);
-            RangeSink<Passes> sink(out, table.lut(), bias, low, high, part, slot, passes.get());
+            RangeSink<Passes> sink(out, table.scale(), bias, low, high, part, slot, passes.get());
             kernel.scan_one(table.prepared(), m, part.codes(), part.size(), sink.limit(), sink);
           }
         });

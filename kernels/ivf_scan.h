@@ -83,30 +83,33 @@ inline void keep_closest_copy(std::vector<Hit>& hits) {
 
 // One query's lookup table, quantized and in the kernel's register order. One table serves
 // every partition, except for L2 with residual codes: there each partition needs a table
-// for the query's offset from its center. A table's buffers are kept between builds, and the
-// float table it starts from is scratch shared by the thread: once a thread's tables have
-// grown, nothing is allocated per query or partition.
+// for the query's offset from its center. A table keeps only its scale and its prepared
+// bytes (kept between builds); the float and quantized tables it starts from are scratch
+// shared by the thread. Once a thread's tables have grown, nothing is allocated per query
+// or partition.
 class PreparedTable {
  public:
   // The table of `query`, or of its offset from `center` when that is not null.
   void build(const ProductQuantizer& pq, const FastScanKernel& kernel, const float* query, bool l2,
              const float* center) {
     thread_local std::vector<float> target, lut;
+    thread_local QuantizedLut quantized;
     const size_t m = pq.num_subspaces(), d = pq.dim();
     target.resize(m * pq.sub_dim());  // query or residual, zero-padded to whole sub-spaces
     for (size_t t = 0; t < d; ++t) target[t] = center ? query[t] - center[t] : query[t];
     std::fill(target.begin() + d, target.end(), 0.f);
     lut.resize(m * kCodewords);
     build_float_lut(pq, target.data(), l2, lut.data());
-    kernel.quantize_lut(lut.data(), m, quantized_);
-    prepared_.resize(FastScanLayout{m}.prepared_lut_bytes());
-    kernel.prepare_lut(quantized_.table.data(), m, prepared_.data());
+    kernel.quantize_lut(lut.data(), m, quantized);
+    scale_ = quantized;
+    prepared_.resize(kernel.prepared_lut_bytes(m));
+    kernel.prepare_lut(quantized.table.data(), m, prepared_.data());
   }
-  const QuantizedLut& lut() const { return quantized_; }
+  const LutScale& scale() const { return scale_; }
   const uint8_t* prepared() const { return prepared_.data(); }
 
  private:
-  QuantizedLut quantized_;
+  LutScale scale_;
   AlignedVector<uint8_t> prepared_;
 };
 

@@ -33,6 +33,14 @@ void prefetch_bytes(const void* p, size_t bytes) {
     __builtin_prefetch(reinterpret_cast<const void*>(a));
 }
 
+// A probe's visit of one slot, in search_block.
+struct Visit {
+  uint32_t rank;  // of the partition for this query
+  uint32_t slot;  // the partition, or its spilled copies
+  uint32_t query;
+  float center_distance;
+};
+
 float missing_distance(Metric metric) {
   return metric == Metric::kL2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
 }
@@ -43,7 +51,7 @@ float missing_distance(Metric metric) {
 template <typename Passes>
 class TopKSink final : public ScanSink {
  public:
-  TopKSink(ReservoirTopK<uint64_t>& top, const QuantizedLut& lut, float bias, size_t slot, const Passes* passes)
+  TopKSink(ReservoirTopK<uint64_t>& top, const LutScale& lut, float bias, size_t slot, const Passes* passes)
       : top_(top), lut_(lut), bias_(bias), slot_(slot), passes_(passes) {
     update_limit();
   }
@@ -63,7 +71,7 @@ class TopKSink final : public ScanSink {
   }
 
   ReservoirTopK<uint64_t>& top_;
-  const QuantizedLut& lut_;
+  const LutScale& lut_;
   float bias_;
   size_t slot_;
   const Passes* passes_;
@@ -106,9 +114,13 @@ std::vector<IvfIndex::Ranking> IvfIndex::rank_partitions(MatrixView<const float>
       return ranked;
     }
   }
-  std::unique_ptr<float[]> products(new float[q.rows * stride]);
-  inner_products_panels(q, center_panels_.data(), nlist, products.get());
-  for (size_t i = 0; i < q.rows; ++i) ranked[i] = rank_by_products(products.get() + i * stride, count);
+  const size_t most = std::max<size_t>(1, kBlockProductFloats / stride);
+  std::unique_ptr<float[]> products(new float[std::min(most, q.rows) * stride]);
+  for (size_t first = 0; first < q.rows; first += most) {
+    const size_t rows = std::min(most, q.rows - first);
+    inner_products_panels({q.row(first), rows, q.cols}, center_panels_.data(), nlist, products.get());
+    for (size_t i = 0; i < rows; ++i) ranked[first + i] = rank_by_products(products.get() + i * stride, count);
+  }
   return ranked;
 }
 
@@ -166,7 +178,7 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
   const size_t d = params_.dim, nq = queries.rows;
   // Blocks of queries, as large as allowed and the same number for each thread.
   const size_t threads = static_cast<size_t>(resolve_threads(sp.threads)), per_thread = (nq + threads - 1) / threads;
-  const size_t most = std::clamp<size_t>(kBlockProductFloats / (panel_count(params_.nlist) * kPanelRows), 1, kQueryBlock);
+  const size_t most = queries_per_block(sp, kernel);
   const size_t blocks_each = std::max<size_t>(1, (per_thread + most - 1) / most);
   const size_t block = std::max<size_t>(1, (per_thread + blocks_each - 1) / blocks_each);
   parallel_for((nq + block - 1) / block, sp.threads, 1, [&](size_t b, size_t e, int) {
@@ -176,6 +188,22 @@ void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, c
                    distances + first * sp.k);
     }
   });
+}
+
+size_t IvfIndex::candidates_needed(const SearchParams& sp) const {
+  // A spilled vector can take two places among the candidates: twice k of them hold k distinct.
+  return spilling() ? 2 * sp.k : sp.k;
+}
+
+size_t IvfIndex::candidates_kept(const SearchParams& sp) const {
+  return std::max(candidates_needed(sp), params_.with_raw_data ? sp.reorder_k : 0);
+}
+
+size_t IvfIndex::queries_per_block(const SearchParams& sp, const FastScanKernel& kernel) const {
+  const size_t table = tables_per_partition() ? 0 : sizeof(PreparedTable) + kernel.prepared_lut_bytes(layout_.num_subspaces);
+  const size_t visits = sp.nprobe * slot_count() / params_.nlist * sizeof(Visit);
+  const size_t per_query = table + ReservoirTopK<uint64_t>::bytes_for(candidates_kept(sp)) + visits;
+  return std::max<size_t>(1, kBlockScratchBytes / per_query);
 }
 
 std::unique_ptr<IvfIndex::Passes> IvfIndex::passes_for(const IdFilter& filter) const {
@@ -192,11 +220,9 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
                             float* out_dist) const {
   const size_t nq = q.rows, m = pq_.num_subspaces();
   const bool l2 = params_.metric == Metric::kL2, per_partition = tables_per_partition();
-  // A spilled vector can take two places among the candidates: twice k of them hold k distinct.
-  const size_t needed = spilling() ? 2 * sp.k : sp.k;
-  const size_t keep = std::max(needed, params_.with_raw_data ? sp.reorder_k : 0);
+  const size_t needed = candidates_needed(sp), keep = candidates_kept(sp);
   // The thread's candidate reservoirs and tables, kept between blocks and calls: once grown
-  // (to kQueryBlock queries at most), a block allocates none. Every reservoir is reset, the
+  // (to queries_per_block() at most), a block allocates none. Every reservoir is reset, the
   // unused ones too, so that none keeps the storage of an earlier, larger reorder_k.
   thread_local std::vector<ReservoirTopK<uint64_t>> heaps;
   thread_local std::vector<PreparedTable> tables;
@@ -208,12 +234,6 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
   if (!per_partition)
     for (size_t i = 0; i < nq; ++i) tables[i].build(pq_, kernel, q.row(i), l2, nullptr);
 
-  struct Visit {
-    uint32_t rank;  // of the partition for this query
-    uint32_t slot;  // the partition, or its spilled copies
-    uint32_t query;
-    float center_distance;
-  };
   std::vector<Visit> visits;
   visits.reserve(nq * sp.nprobe * slot_count() / params_.nlist);
   // A probe of partition p visits its slots, skipping those empty or filtered out.
@@ -252,7 +272,7 @@ void IvfIndex::search_block(MatrixView<const float> q, const SearchParams& sp, c
       PreparedTable& table = tables[per_partition ? j : v[j].query];
       if (per_partition) table.build(pq_, kernel, q.row(v[j].query), true, center(slot % params_.nlist));
       const float bias = score_bias(v[j].center_distance);
-      sinks.emplace_back(heaps[v[j].query], table.lut(), bias, slot, passes);
+      sinks.emplace_back(heaps[v[j].query], table.scale(), bias, slot, passes);
       luts[j] = table.prepared();
       limits[j] = sinks[j].limit();
       sink_ptrs[j] = &sinks[j];

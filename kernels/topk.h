@@ -90,6 +90,8 @@ class ReservoirTopK {
   }
 
   size_t size() const { return std::min(count_, k_); }
+  // The storage a reservoir for the best k holds.
+  static size_t bytes_for(size_t k) { return sizeof(ReservoirTopK) + 2 * k * sizeof(Key); }
   // Distance a candidate must beat (or tie with a smaller label) to be kept.
   float worst() const { return worst_; }
 

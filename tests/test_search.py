@@ -151,8 +151,8 @@ def test_threads_give_identical_results(clustered):
 @pytest.mark.parametrize("filtered", [False, True])
 @pytest.mark.parametrize("by_residual", [True, False])
 def test_queries_searched_together_equal_each_alone(metric, with_raw, filtered, by_residual):
-    """Batches share passes over partitions (blocks of up to 256 queries, 4 per kernel pass);
-    every query must still get exactly what it gets searched alone."""
+    """Batches share passes over partitions (blocks of queries, 4 per kernel pass); every
+    query must still get exactly what it gets searched alone."""
     data = anisoscan.datasets.make_clustered(3000, 20, n_queries=150, n_clusters=30, metric=metric, seed=11)
     index = Index(data.dim, metric, nlist=40, with_raw_data=with_raw, by_residual=by_residual).build(data.base)
     # A filter that starves some queries forces the visit-further fallback inside a batch.
@@ -165,6 +165,29 @@ def test_queries_searched_together_equal_each_alone(metric, with_raw, filtered, 
             np.testing.assert_array_equal(dist[i], alone[1][0])
     if filtered:
         assert (batched[0][0] >= 0).all() and np.isin(batched[0][0], filt["allowed_ids"]).all()
+
+
+@pytest.mark.parametrize("split", ["blocks", "ranking_chunks"])
+def test_batches_split_into_blocks_and_ranking_chunks_equal_each_alone(split):
+    """A thread searches its queries in blocks whose tables and candidate reservoirs stay
+    within 8 MiB, and ranks a block's partitions 128K center products at a time. reorder_k
+    20,000 (640 KB of candidates per query) makes blocks of a dozen queries; 2,048
+    partitions make ranking chunks of 64 queries. Each query must get what it gets alone."""
+    if split == "blocks":
+        data = anisoscan.datasets.make_clustered(3000, 16, n_queries=50, n_clusters=30, metric="IP", seed=12)
+        index = Index(16, "IP", nlist=30, soar_lambda=1.0).build(data.base)
+        knobs = {"nprobe": 4, "reorder_k": 20000}
+    else:
+        data = anisoscan.datasets.make_clustered(6000, 8, n_queries=300, n_clusters=60, metric="L2", seed=13)
+        index = Index(8, "L2", nlist=2048, with_raw_data=True).build(data.base)
+        knobs = {"nprobe": 64, "reorder_k": 20}
+    batched = index.search(data.queries, 5, threads=1, **knobs)
+    for i in range(len(data.queries)):
+        alone = index.search(data.queries[i:i + 1], 5, **knobs)
+        np.testing.assert_array_equal(batched[0][i], alone[0][0])
+        np.testing.assert_array_equal(batched[1][i], alone[1][0])
+    truth, _ = exact_search(data.base, data.queries, 5, data.metric)
+    assert recall_at_k(batched[0], truth, 5) > 0.8
 
 
 def test_buffers_kept_between_searches_carry_nothing_over():

@@ -35,7 +35,7 @@ class QueryTables {
         tables.size() == 0)
       throw std::invalid_argument("packed codes or table have the wrong size");
     for (size_t j = 0; j < static_cast<size_t>(tables.size()) / table_bytes; ++j) {
-      prepared_.emplace_back(layout.prepared_lut_bytes());
+      prepared_.emplace_back(kernel.prepared_lut_bytes(msub));
       kernel.prepare_lut(tables.data() + j * table_bytes, msub, prepared_.back().data());
     }
     for (const auto& p : prepared_) pointers_.push_back(p.data());
