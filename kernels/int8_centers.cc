@@ -112,13 +112,17 @@ Int8Centers::Int8Centers(MatrixView<const float> centers)
   }
 }
 
-void int8_panel_products_scalar(const uint8_t* codes, size_t dims, const int8_t* panels, size_t ny, int32_t* sums) {
-  for (size_t j = 0; j < ny; ++j) {
-    const int8_t* lanes = panels + (j / kPanelRows) * kPanelRows * dims + (j % kPanelRows) * kInt8Group;
-    int32_t s = 0;
-    for (size_t t = 0; t < dims; ++t) s += codes[t] * lanes[(t / kInt8Group) * kPanelRows * kInt8Group + t % kInt8Group];
-    sums[j] = s;
-  }
+void int8_panel_products_scalar(const uint8_t* codes, size_t rows, size_t dims, const int8_t* panels, size_t ny,
+                                int32_t* sums) {
+  const size_t stride = panel_count(ny) * kPanelRows;
+  for (size_t i = 0; i < rows; ++i)
+    for (size_t j = 0; j < ny; ++j) {
+      const int8_t* lanes = panels + (j / kPanelRows) * kPanelRows * dims + (j % kPanelRows) * kInt8Group;
+      const uint8_t* q = codes + i * dims;
+      int32_t s = 0;
+      for (size_t t = 0; t < dims; ++t) s += q[t] * lanes[(t / kInt8Group) * kPanelRows * kInt8Group + t % kInt8Group];
+      sums[i * stride + j] = s;
+    }
 }
 
 Int8PanelProducts int8_panel_products() {

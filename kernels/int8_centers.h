@@ -71,12 +71,15 @@ class Int8Centers {
   bool usable_ = false;
 };
 
-// sums[j] = sum_t codes[t] * C_j[t] for one quantized query (dims bytes) against ny centers'
-// panels (sums has room for whole panels). Integers: the scalar reference and the AVX2
-// kernel agree exactly.
-using Int8PanelProducts = void (*)(const uint8_t* codes, size_t dims, const int8_t* panels, size_t ny, int32_t* sums);
-void int8_panel_products_scalar(const uint8_t* codes, size_t dims, const int8_t* panels, size_t ny, int32_t* sums);
-void int8_panel_products_avx2(const uint8_t* codes, size_t dims, const int8_t* panels, size_t ny, int32_t* sums);
+// sums[i * stride + j] = sum_t codes[i * dims + t] * C_j[t] for `rows` quantized queries
+// against ny centers' panels, stride = panel_count(ny) * kPanelRows (room for whole panels).
+// Integers: the scalar reference and the AVX2 kernel agree exactly.
+using Int8PanelProducts = void (*)(const uint8_t* codes, size_t rows, size_t dims, const int8_t* panels, size_t ny,
+                                   int32_t* sums);
+void int8_panel_products_scalar(const uint8_t* codes, size_t rows, size_t dims, const int8_t* panels, size_t ny,
+                                int32_t* sums);
+void int8_panel_products_avx2(const uint8_t* codes, size_t rows, size_t dims, const int8_t* panels, size_t ny,
+                              int32_t* sums);
 // The AVX2 kernel where the CPU has AVX2 and ANISOSCAN_SIMD allows it; else null.
 Int8PanelProducts int8_panel_products();
 

@@ -52,9 +52,11 @@ def test_products_are_within_their_bound(rows, n, d):
 
 
 @pytest.mark.skipif(not INT8_KERNEL, reason="this CPU lacks AVX2: only the scalar reference runs")
-@pytest.mark.parametrize("rows,n,d", [(1, 1, 1), (1, 63, 17), (2, 64, 64), (5, 129, 30), (3, 200, 768)])
+@pytest.mark.parametrize("rows,n,d", [(1, 1, 1), (1, 63, 17), (2, 64, 64), (5, 129, 30), (3, 200, 768),
+                                        (8, 64, 64), (9, 200, 768)])
 def test_avx2_kernel_equals_the_scalar_reference(rows, n, d):
-    """Whole and partial panels, dimensions past the last whole group of 4."""
+    """Whole and partial panels, dimensions past the last whole group of 4, groups of four
+    queries sharing each load of the centers and the queries left over."""
     rng = np.random.default_rng(rows * n * d)
     centers = (rng.standard_normal((n, d)) * 3).astype(np.float32)
     x = rng.standard_normal((rows, d)).astype(np.float32)

@@ -156,13 +156,11 @@ void add_testing_module(py::module_& core) {
         }
         const Int8Centers int8(cv);
         const size_t dims = int8.dims(), stride = panel_count(cv.rows) * kPanelRows;
-        std::vector<uint8_t> codes(dims);
+        std::vector<uint8_t> codes(xv.rows * dims);
         std::vector<Int8Query> queries(xv.rows);
         std::vector<int32_t> all(xv.rows * stride);
-        for (size_t i = 0; i < xv.rows; ++i) {
-          queries[i] = quantize_query(xv.row(i), xv.cols, codes.data());
-          kernel(codes.data(), dims, int8.panels(), cv.rows, all.data() + i * stride);
-        }
+        for (size_t i = 0; i < xv.rows; ++i) queries[i] = quantize_query(xv.row(i), xv.cols, codes.data() + i * dims);
+        kernel(codes.data(), xv.rows, dims, int8.panels(), cv.rows, all.data());  // all rows at once, as batches
         const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(cv.rows)};
         py::array_t<int32_t> sums(shape);
         FloatArray products(shape), bounds(shape);
