@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "anisotropic_threshold.h"
 #include "distances.h"
 #include "index_file.h"
 #include "kmeans.h"
@@ -34,16 +35,6 @@ PQTrainParams pq_train_params(const IndexParams& p) {
   t.kmeans_iterations = p.pq_init_iters;
   t.threads = p.threads;
   return t;
-}
-
-double mean_norm(MatrixView<const float> x) {
-  double sum = 0;
-  for (size_t i = 0; i < x.rows; ++i) {
-    double s = 0;
-    for (size_t j = 0; j < x.cols; ++j) s += static_cast<double>(x.row(i)[j]) * x.row(i)[j];
-    sum += std::sqrt(s);
-  }
-  return x.rows ? sum / static_cast<double>(x.rows) : 0.0;
 }
 
 // `count` of the rows [0, n) drawn without replacement, in increasing order; all of them
@@ -138,7 +129,10 @@ void IvfIndex::train(MatrixView<const float> x) {
   assign_nearest(sv, {centers.data(), params_.nlist, d}, kp.spherical, assign.data(), nullptr, params_.threads);
   std::vector<float> targets =
       code_targets(sv, assign.data(), centers.data());
-  const double threshold = params_.anisotropic_threshold.value_or(l2_default_threshold(mean_norm(sv)));
+  const double threshold =
+      params_.anisotropic_threshold ? *params_.anisotropic_threshold
+                                    : default_threshold(params_.metric, sv, centers.data(), assign.data(), x.rows,
+                                                        params_.exact_eta, params_.threads);
   PQTrainParams pq_params = pq_train_params(params_);
   pq_params.anisotropic_threshold = threshold;
   ProductQuantizer pq(d, params_.sub_dim);

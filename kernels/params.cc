@@ -6,12 +6,6 @@ namespace anisoscan {
 
 namespace {
 
-// The anisotropic loss is derived for inner products, where 0.2 suits unit-scale data. Its
-// threshold is an absolute score, so for L2 (any scale) the default follows the data.
-// Measured on bigann-10k (SIFT, norms ~509), codes-only recall@10 at nprobe 74 of 230:
-// 0.778 plain PQ, 0.790 at 0.1 x the mean norm, 0.789 at 0.2 x, 0.781 at 0.5 x.
-constexpr double kInnerProductThreshold = 0.2;
-constexpr double kL2RelativeThreshold = 0.1;
 constexpr size_t kDefaultNprobe = 8;  // Knowhere's
 
 }  // namespace
@@ -28,10 +22,7 @@ void resolve(IndexParams& p) {
   if (p.sub_dim > p.dim)
     throw std::invalid_argument("sub_dim: " + std::to_string(p.sub_dim) + " exceeds dim=" + std::to_string(p.dim) +
                                 "; use 1.." + std::to_string(std::min<size_t>(16, p.dim)));
-  if (!p.anisotropic_threshold && p.metric != Metric::kL2) p.anisotropic_threshold = kInnerProductThreshold;
 }
-
-double l2_default_threshold(double mean_norm) { return kL2RelativeThreshold * mean_norm; }
 
 void resolve(SearchConfig& c, size_t nlist) {
   check_ranges(c);

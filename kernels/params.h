@@ -115,7 +115,8 @@ struct ScannConfig : IvfConfig {
                      "codes approximate each vector's offset from its partition center; false: the vector"});
     v(Param<S, std::optional<double>>{&S::anisotropic_threshold, "anisotropic_threshold", b, std::nullopt, 0,
                                       kUnbounded, "score threshold T of the anisotropic loss; 0: plain PQ",
-                                      "0.2 for IP and COSINE; for L2 0.1 x the mean norm of the training sample"});
+                                      "IP and COSINE: the T whose eta matches the training sample's neighbour scores along and "
+                                      "across its residuals, at most 0.2; L2: 0.1 x the sample's mean norm"});
     v(Param<S, bool>{&S::anisotropic_codebooks, "anisotropic_codebooks", b, true, 0, 1,
                      "also solve the codebook update under the anisotropic loss"});
     v(Param<S, bool>{&S::exact_eta, "exact_eta", b, true, 0, 1,
@@ -175,12 +176,10 @@ struct SearchParams {
 template <class Config>
 void check_ranges(const Config& c);
 
-// The rules that span fields. Index: dim and sub_dim, and the metric's default threshold
-// (L2's needs the data: resolve_threshold at training). Search: nprobe <= nlist, reorder_k >= k.
+// The rules that span fields. Index: dim and sub_dim (the threshold's default needs the
+// data: set at training). Search: nprobe <= nlist, reorder_k >= k.
 void resolve(IndexParams& p);
 void resolve(SearchConfig& c, size_t nlist);
-// L2's default threshold from the training sample's mean norm.
-double l2_default_threshold(double mean_norm);
 
 // Applies visit(param) to every declaration of Config, in declaration order.
 template <class Config, class Visit>

@@ -189,6 +189,90 @@ def test_l2_default_threshold_is_relative_to_the_data_scale():
     assert Index(16, "L2", nlist=8, anisotropic_threshold=0).build(x).params.anisotropic_threshold == 0.0
 
 
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize(("eta", "norm", "d"), [(1.5, 1.0, 50), (3.0, 1.0, 768), (6.0, 1.0, 50), (34.0, 1.0, 768),
+                                                (2.0, 2.5, 128), (4.0, 0.7, 16)])
+def test_threshold_for_eta_inverts_eta(eta, norm, d, exact):
+    t = _core.testing.threshold_for_eta(eta, norm, d, exact=exact)
+    assert 0.0 < t < norm
+    assert _core.testing.anisotropic_eta(norm, t, d, exact=exact) == pytest.approx(eta, rel=1e-6)
+
+
+def test_threshold_for_eta_at_most_one_is_plain_pq():
+    for eta in (1.0, 0.5, float("nan")):
+        assert _core.testing.threshold_for_eta(eta, 1.0, 64) == 0.0
+
+
+def measured_eta_reference(sample, centers, assign, data_rows, queries=1000, partners=10_000, rank_at=100):
+    """measure_eta by its definition (anisotropic_threshold.h), in float64 numpy."""
+    x = sample.astype(np.float64)
+    ns = len(x)
+    nq, npart = min(queries, ns), min(partners, ns)
+    qi, pj = np.arange(nq) * ns // nq, np.arange(npart) * ns // npart
+    scores = x[qi] @ x[pj].T
+    scores[qi[:, None] == pj[None, :]] = -np.inf
+    rank = int(np.clip(round(rank_at * len(pj) / max(data_rows, ns)), 1, len(pj) - 1))
+    kth = -np.sort(-scores, axis=1)[:, rank - 1]
+    pair_score = np.sort(kth)[len(kth) // 2]
+    i, j = np.nonzero(scores >= pair_score)
+    xs, res = x[pj[j]], (x - centers[assign].astype(np.float64))[pj[j]]
+    norm = np.linalg.norm(xs, axis=1)
+    along = (res * xs).sum(1) / norm
+    across = np.sqrt((res * res).sum(1) - along**2)
+    par = scores[i, j] / norm
+    perp = (np.einsum("nd,nd->n", x[qi[i]], res) - along * par) / across
+    return (par**2).sum() / (perp**2).sum(), pair_score, len(i)
+
+
+@pytest.mark.parametrize(("n", "data_rows"), [(800, 800), (12_000, 50_000)])
+def test_measured_eta_equals_the_reference(n, data_rows):
+    # 800 rows: every row both a query and a partner; 12,000: spread picks and a rank scaled
+    # from the rows the sample stands for.
+    x = make_clustered(n, 24, n_queries=0, n_clusters=20, spread=0.6, metric="IP", seed=4).base
+    centers = _core.testing.kmeans(x, 12, 4, True, 7)
+    assign = np.argmax(x @ centers.T, axis=1).astype(np.int32)
+    got = _core.testing.measure_eta(x, centers, assign, data_rows)
+    eta, pair_score, pairs = measured_eta_reference(x, centers, assign, data_rows)
+    assert got["pair_score"] == pytest.approx(pair_score, abs=1e-5)
+    assert abs(got["pairs"] - pairs) <= 2  # float32 products may move a pair at the boundary
+    assert got["eta"] == pytest.approx(eta, rel=2e-3)
+    assert got["eta"] > 1.5
+
+
+def low_rank_embeddings(n, dim, rank, spread, seed):
+    """Unit vectors from clusters in a rank-`rank` subspace of `dim`: like text embeddings,
+    far fewer directions filled than dimensions."""
+    low = make_clustered(n, rank, n_queries=0, n_clusters=40, spread=spread, metric="L2", seed=seed).base
+    x = low @ np.random.default_rng(seed).normal(size=(rank, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_inner_product_threshold_is_measured_on_the_data_and_pays():
+    x = low_rank_embeddings(6500, 384, 64, 1.2, seed=1)
+    base, queries = x[:6000], x[6000:]
+    truth, _ = exact_search(base, queries, 10, "IP")
+
+    def build(**kw):
+        return Index(384, "IP", nlist=16, with_raw_data=False, **kw).build(base)
+
+    measured = build()
+    fixed = build(anisotropic_threshold=0.2)
+    # ScaNN's 0.2 gives eta ~17 at d=384; the data's neighbours call for ~3.
+    assert measured.params.anisotropic_threshold < 0.1
+    assert _core.testing.anisotropic_eta(1.0, measured.params.anisotropic_threshold, 384, exact=True) < 6
+    recall = {name: recall_at_k(index.search(queries, 10, nprobe=16)[0], truth, 10)
+              for name, index in (("measured", measured), ("fixed", fixed))}
+    assert recall["measured"] > recall["fixed"] + 0.005, recall
+
+
+def test_inner_product_threshold_is_at_most_scanns():
+    # Isotropic clusters ask for a stronger loss than 0.2; the default keeps 0.2.
+    data = make_clustered(3000, 128, n_queries=0, spread=0.35, metric="IP", seed=2)
+    index = Index(128, "IP", nlist=16, with_raw_data=False)
+    assert index.params.anisotropic_threshold is None  # resolved by build
+    assert index.build(data.base).params.anisotropic_threshold == 0.2
+
+
 @pytest.mark.parametrize(("name", "fixed", "weak", "strong", "error"), [
     # The plain k-means iterations that start the codebooks. With no anisotropic round the
     # codebooks are that k-means alone, so more of it must quantize at least as well.

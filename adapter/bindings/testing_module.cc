@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "anisotropic_pq.h"
+#include "anisotropic_threshold.h"
 #include "bindings.h"
 #include "distances.h"
 #include "fastscan.h"
@@ -199,6 +200,33 @@ void add_testing_module(py::module_& core) {
       "The k centers of Lloyd's k-means (spherical: by inner product, unit centers).");
   m.def("anisotropic_eta", &anisotropic_eta, py::arg("norm"), py::arg("threshold"), py::arg("dim"),
         py::arg("exact") = false);
+  m.def("threshold_for_eta", &threshold_for_eta, py::arg("eta"), py::arg("norm"), py::arg("dim"),
+        py::arg("exact") = true);
+  m.def(
+      "measure_eta",
+      [](const FloatArray& sample, const FloatArray& centers, const py::array_t<int32_t, py::array::c_style>& assign,
+         size_t data_rows, int threads) {
+        auto sv = matrix(sample, "sample");
+        auto cv = matrix(centers, "centers");
+        if (cv.cols != sv.cols) throw std::invalid_argument("centers: dimension differs from the sample's");
+        if (assign.ndim() != 1 || static_cast<size_t>(assign.shape(0)) != sv.rows)
+          throw std::invalid_argument("assign: expected one partition per sample row");
+        for (py::ssize_t i = 0; i < assign.shape(0); ++i)
+          if (assign.data()[i] < 0 || static_cast<size_t>(assign.data()[i]) >= cv.rows)
+            throw std::invalid_argument("assign: partition out of range");
+        MeasuredEta m;
+        {
+          py::gil_scoped_release release;
+          m = measure_eta(sv, cv.data, assign.data(), data_rows, threads);
+        }
+        py::dict out;
+        out["eta"] = m.eta;
+        out["pair_score"] = m.pair_score;
+        out["pairs"] = m.pairs;
+        return out;
+      },
+      py::arg("sample"), py::arg("centers"), py::arg("assign"), py::arg("data_rows"), py::arg("threads") = 0,
+      "eta measured on a sample (anisotropic_threshold.h): {eta, pair_score, pairs}.");
 
   m.def(
       "train_pq",

@@ -218,9 +218,17 @@ class AnisoscanAssignOnly(AnisoscanNoRaw):
     build_options: ClassVar[dict[str, Any]] = {"anisotropic_codebooks": False}
 
 
+class AnisoscanFixedThreshold(AnisoscanNoRaw):
+    """Ablation: ScaNN's fixed threshold instead of the one measured on the data."""
+
+    name = "anisoscan-t0.2"
+    description = "anisoscan codes only, anisotropic_threshold=0.2 (ScaNN's; the default measures it on the data)"
+    build_options: ClassVar[dict[str, Any]] = {"anisotropic_threshold": 0.2}
+
+
 # Ablations and variants run only when named with --peers.
-ABLATIONS = ("anisoscan-plain", "anisoscan-assign", "anisoscan-soar", "anisoscan-soar-sq8", "scann-soar",
-             "faiss-ivfpqfs-refine-sq8")
+ABLATIONS = ("anisoscan-plain", "anisoscan-assign", "anisoscan-t0.2", "anisoscan-soar", "anisoscan-soar-sq8",
+             "scann-soar", "faiss-ivfpqfs-refine-sq8")
 
 # --- Google ScaNN ---------------------------------------------------------------------------
 
@@ -460,7 +468,7 @@ class Hnswlib(Peer):
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
     Anisoscan, AnisoscanDirect, AnisoscanSQ8, AnisoscanSoar, AnisoscanSoarSQ8, AnisoscanNoRaw, AnisoscanPlainPQ,
-    AnisoscanAssignOnly,
+    AnisoscanAssignOnly, AnisoscanFixedThreshold,
     Scann, ScannSoar, ScannNoReorder,
     FaissIvfPqFastScan, FaissIvfPqFastScanRefine, FaissIvfPqFastScanRefineSQ8, FaissIvfFlat, Hnswlib)}
 
