@@ -80,23 +80,27 @@ MeasuredEta measure_eta(MatrixView<const float> sample, const float* centers, co
   MeasuredEta out;
   out.pair_score = kth[nq / 2];
 
-  double along = 0.0, across = 0.0;
+  // Each partner's norm and its residual r = x - c split along x (a) and across it (b), once:
+  // a pair's score across is then <q, r - a x/|x|> / b, with <q, r> = <q, x> - <q, c>.
+  std::vector<double> norm(np), a(np), b(np);
   std::vector<float> residual(d);
+  for (size_t j = 0; j < np; ++j) {
+    const float* x = partners.data() + j * d;
+    const float* c = centers + static_cast<size_t>(assign[prow[j]]) * d;
+    for (size_t t = 0; t < d; ++t) residual[t] = x[t] - c[t];
+    norm[j] = std::sqrt(static_cast<double>(dot(x, x, d)));
+    a[j] = norm[j] > 0.0 ? dot(residual.data(), x, d) / norm[j] : 0.0;
+    const double b2 = static_cast<double>(dot(residual.data(), residual.data(), d)) - a[j] * a[j];
+    b[j] = b2 > 0.0 ? std::sqrt(b2) : 0.0;
+  }
+  double along = 0.0, across = 0.0;
   for (size_t i = 0; i < nq; ++i) {
     const float* q = queries.data() + i * d;
     for (size_t j = 0; j < np; ++j) {
       const float score = scores[i * stride + j];
-      if (!(score >= out.pair_score)) continue;
-      const float* x = partners.data() + j * d;
-      const double norm = std::sqrt(static_cast<double>(dot(x, x, d)));
+      if (!(score >= out.pair_score) || norm[j] == 0.0 || b[j] == 0.0) continue;
       const float* c = centers + static_cast<size_t>(assign[prow[j]]) * d;
-      for (size_t t = 0; t < d; ++t) residual[t] = x[t] - c[t];
-      // The residual's parts along x (a) and across it (b): the query's score across is
-      // <q, r - a x/|x|> / b.
-      const double a = norm > 0.0 ? dot(residual.data(), x, d) / norm : 0.0;
-      const double b2 = static_cast<double>(dot(residual.data(), residual.data(), d)) - a * a;
-      if (norm == 0.0 || !(b2 > 0.0)) continue;
-      const double par = score / norm, perp = (dot(q, residual.data(), d) - a * par) / std::sqrt(b2);
+      const double par = score / norm[j], perp = (score - dot(q, c, d) - a[j] * par) / b[j];
       along += par * par;
       across += perp * perp;
       ++out.pairs;
