@@ -15,7 +15,7 @@ namespace anisoscan {
 namespace {
 
 // Rows that play queries and rows they are scored against: enough for eta to settle
-// (mpnet: 3.89 / 4.16 / 4.08 at 10K / 20K / 40K partners), at ~0.35 s for d=768 on 2 cores.
+// (mpnet: 3.89 / 4.16 / 4.08 at 10K / 20K / 40K partners), at ~0.3 s for d=768 on 2 cores.
 constexpr size_t kQueries = 1000;
 constexpr size_t kPartners = 10000;
 // ScaNN's recommended threshold for unit-norm inner products: the default's ceiling.
