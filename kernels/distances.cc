@@ -209,13 +209,12 @@ void normalize_rows(MatrixView<float> x) {
 // centers (overwritten with the distances); best receives that distance. Two passes that
 // vectorize: the distances and their minimum, then the chunk where it first occurs.
 ANISOSCAN_MULTIVERSION
-static int32_t nearest_center(float* __restrict ip, const float* __restrict center_norms, size_t n, bool spherical,
+static int32_t nearest_center(float* __restrict ip, const float* __restrict center_terms, size_t n, bool spherical,
                               float& best) {
   float lowest = std::numeric_limits<float>::infinity();  // a local: `best` might alias ip
-  const float norm_weight = spherical ? 0.f : 1.f, ip_weight = spherical ? -1.f : -2.f;
 #pragma omp simd reduction(min : lowest)
-  for (size_t c = 0; c < n; ++c) {  // L2 up to the constant ||x||^2: ||c||^2 - 2<x,c>; spherical: -<x,c>
-    const float dist = norm_weight * center_norms[c] + ip_weight * ip[c];
+  for (size_t c = 0; c < n; ++c) {  // L2 up to the constant ||x||^2: ||c||^2 - 2<x,c>; spherical: -<x,c> / ||c||
+    const float dist = assignment_distance(ip[c], center_terms[c], spherical);
     ip[c] = dist;
     lowest = dist < lowest ? dist : lowest;
   }
@@ -234,11 +233,18 @@ static int32_t nearest_center(float* __restrict ip, const float* __restrict cent
 
 void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, bool spherical,
                     int32_t* assignment, float* distance, int threads) {
-  assign_nearest_panels(x, to_panels(centers).data(), row_norms_sq(centers).data(), centers.rows, spherical,
-                        assignment, distance, threads);
+  assign_nearest_panels(x, to_panels(centers).data(), assignment_terms(centers, spherical).data(), centers.rows,
+                        spherical, assignment, distance, threads);
 }
 
-void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_norms,
+std::vector<float> assignment_terms(MatrixView<const float> centers, bool spherical) {
+  std::vector<float> terms = row_norms_sq(centers);
+  if (spherical)
+    for (float& t : terms) t = t > 0.f ? 1.f / std::sqrt(t) : 0.f;
+  return terms;
+}
+
+void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_terms,
                            size_t ncenters, bool spherical, int32_t* assignment, float* distance, int threads) {
   const size_t stride = panel_count(ncenters) * kPanelRows;
   parallel_for(x.rows, threads, kProductRows, [&](size_t begin, size_t end, int) {
@@ -248,7 +254,7 @@ void assign_nearest_panels(MatrixView<const float> x, const float* panels, const
       inner_products_panels({x.row(b), nb, x.cols}, panels, ncenters, ip.data());
       for (size_t i = 0; i < nb; ++i) {
         float best;
-        assignment[b + i] = nearest_center(ip.data() + i * stride, center_norms, ncenters, spherical, best);
+        assignment[b + i] = nearest_center(ip.data() + i * stride, center_terms, ncenters, spherical, best);
         if (distance) {
           const float* xi = x.row(b + i);
           distance[b + i] = spherical ? best : std::max(0.f, best + dot(xi, xi, x.cols));

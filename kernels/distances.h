@@ -46,12 +46,21 @@ std::vector<float> row_norms_sq(MatrixView<const float> x);
 // Scales each row to unit length in place; zero rows stay zero.
 void normalize_rows(MatrixView<float> x);
 
-// For each row of x, the index of the nearest row of `centers` (L2), or of the largest
-// inner product when `spherical`. Optionally writes the internal distance too.
+// For each row of x, the index of the nearest row of `centers` (L2), or when `spherical` of
+// the center in the most similar direction (the largest <x, c> / ||c||: the centers are the
+// means of their members, which the residual codes want, and a mean's length says how spread
+// its members are, not how close a point is). Optionally writes the internal distance too.
 void assign_nearest(MatrixView<const float> x, MatrixView<const float> centers, bool spherical,
                     int32_t* assignment, float* distance, int threads);
-// The same for centers held as panels (to_panels), with their squared norms.
-void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_norms,
+// The distance assign_nearest minimizes, from <x, c> and the center's assignment_terms entry.
+inline float assignment_distance(float product, float term, bool spherical) {
+  return spherical ? -(product * term) : term - 2.f * product;
+}
+// Each center's term in that distance: ||c||^2 under L2 (||x - c||^2 = ||c||^2 - 2<x, c> up to
+// ||x||^2), 1 / ||c|| when spherical (0 for a zero center).
+std::vector<float> assignment_terms(MatrixView<const float> centers, bool spherical);
+// The same for centers held as panels (to_panels), with their assignment_terms.
+void assign_nearest_panels(MatrixView<const float> x, const float* panels, const float* center_terms,
                            size_t ncenters, bool spherical, int32_t* assignment, float* distance, int threads);
 
 }  // namespace anisoscan

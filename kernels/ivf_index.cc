@@ -120,7 +120,7 @@ void IvfIndex::train(MatrixView<const float> x) {
   KMeansParams kp;
   kp.k = params_.nlist;
   kp.iterations = params_.kmeans_iters;
-  kp.spherical = params_.metric != Metric::kL2;
+  kp.spherical = by_direction();
   kp.seed = params_.seed;
   kp.threads = params_.threads;
   std::vector<float> centers = kmeans(sv, kp);
@@ -168,7 +168,7 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   const PreparedRows prepared = prepare(x);
   const MatrixView<const float>& xv = prepared.rows();
   std::vector<int32_t> assign(n);
-  assign_nearest_panels(xv, center_panels_.data(), center_norms_.data(), params_.nlist, params_.metric != Metric::kL2,
+  assign_nearest_panels(xv, center_panels_.data(), assignment_terms_.data(), params_.nlist, by_direction(),
                         assign.data(), nullptr, params_.threads);
   std::vector<float> targets = code_targets(xv, assign.data(), center_rows_.data());
   std::vector<uint8_t> codes(n * m);
@@ -341,6 +341,7 @@ void IvfIndex::set_centers(const std::vector<float>& centers) {
   const MatrixView<const float> rows{centers.data(), params_.nlist, params_.dim};
   center_panels_ = to_panels(rows);
   center_norms_ = row_norms_sq(rows);
+  assignment_terms_ = assignment_terms(rows, by_direction());
   const bool first_pass = center_panels_.size() * sizeof(float) >= kInt8RankingMinBytes && int8_panel_products();
   int8_centers_ = first_pass ? Int8Centers(rows) : Int8Centers();
   center_rows_ = centers;
@@ -349,7 +350,8 @@ void IvfIndex::set_centers(const std::vector<float>& centers) {
 size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(*mutex_);
   size_t bytes = sizeof(*this) +
-                 (center_panels_.capacity() + center_rows_.capacity() + center_norms_.capacity()) * sizeof(float) +
+                 (center_panels_.capacity() + center_rows_.capacity() + center_norms_.capacity() +
+                  assignment_terms_.capacity()) * sizeof(float) +
                  int8_centers_.memory_bytes() +
                  (pq_.codebooks().capacity() + refine_.lo().capacity() + refine_.scale().capacity()) * sizeof(float) +
                  partitions_.capacity() * sizeof(Partition);

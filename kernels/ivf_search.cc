@@ -142,14 +142,13 @@ IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq,
   // Bounded distances: every center whose lowest possible distance beats the count-th smallest
   // highest one is a candidate; the exact ranking's first `count` are among them (each is at
   // most that count-th highest bound).
-  const float scale = params_.metric == Metric::kL2 ? 2.f : 1.f;  // L2 ranks by ||c||^2 - 2<q, c>
   lower.resize(nlist);
   upper.resize(nlist);
   for (size_t c = 0; c < nlist; ++c) {
     const float product = int8_centers_.product(c, sums[c], iq), dist = ranking_distance(c, product);
     // The products' bound, the rounding of the distance itself (of either product), and an
     // absolute term for products below float's normal range (subnormal or flushed to zero).
-    const float slack = scale * int8_centers_.error_bound(c, iq) +
+    const float slack = ranking_slope(c) * int8_centers_.error_bound(c, iq) +
                         0x1p-22f * (std::fabs(dist) + 2.f * std::fabs(product)) + static_cast<float>(d + 2) * 0x1p-124f;
     lower[c] = dist - slack;
     upper[c] = dist + slack;
@@ -166,16 +165,21 @@ IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq,
   // same ranking as without the first pass.
   exact.resize(m);
   inner_products_rows(q, center_rows_.data(), d, candidates.data(), m, exact.data());
-  for (size_t i = 0; i < m; ++i) exact[i] = ranking_distance(candidates[i], exact[i]);
-  auto ranked = smallest_k(exact.data(), m, count);  // ties to the smaller index: candidates ascend
-  for (auto& r : ranked) r.second = candidates[r.second];
+  std::vector<float>& dist = lower;  // free again
+  for (size_t i = 0; i < m; ++i) dist[i] = ranking_distance(candidates[i], exact[i]);
+  auto ranked = smallest_k(dist.data(), m, count);  // ties to the smaller index: candidates ascend
+  for (auto& r : ranked) r = {-exact[r.second], candidates[r.second]};
   return ranked;
 }
 
-IvfIndex::Ranking IvfIndex::rank_by_products(float* products, size_t count) const {
+IvfIndex::Ranking IvfIndex::rank_by_products(const float* products, size_t count) const {
   const size_t nlist = params_.nlist;
-  for (size_t c = 0; c < nlist; ++c) products[c] = ranking_distance(c, products[c]);
-  return smallest_k(products, nlist, count);
+  thread_local std::vector<float> dist;
+  dist.resize(nlist);
+  for (size_t c = 0; c < nlist; ++c) dist[c] = ranking_distance(c, products[c]);
+  auto ranked = smallest_k(dist.data(), nlist, count);
+  for (auto& r : ranked) r.first = -products[r.second];
+  return ranked;
 }
 
 void IvfIndex::search(MatrixView<const float> queries, const SearchParams& sp, const IdFilter& filter, int64_t* ids,

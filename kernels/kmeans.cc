@@ -65,8 +65,6 @@ std::vector<float> kmeans(MatrixView<const float> x, const KMeansParams& p) {
   std::vector<float> centers(k * d);
   for (size_t c = 0; c < k; ++c)
     std::copy(x.row(order[c]), x.row(order[c]) + d, centers.begin() + c * d);
-  MatrixView<float> cview{centers.data(), k, d};
-  if (p.spherical) normalize_rows(cview);
 
   const bool few = !p.spherical && k <= kFewCenters && d <= kFewDims;
   const std::vector<float> xt = few ? to_panels(x) : std::vector<float>();
@@ -104,7 +102,6 @@ std::vector<float> kmeans(MatrixView<const float> x, const KMeansParams& p) {
       counts[c] = counts[big] / 2;
       counts[big] -= counts[c];
     }
-    if (p.spherical) normalize_rows(cview);
   }
   return centers;
 }

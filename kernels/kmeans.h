@@ -11,7 +11,7 @@ namespace anisoscan {
 struct KMeansParams {
   size_t k = 0;
   int iterations = 10;
-  bool spherical = false;  // centers renormalized each step; assignment by inner product
+  bool spherical = false;  // assignment by direction (assign_nearest); centers stay the means
   uint64_t seed = 1234;
   int threads = 0;
 };

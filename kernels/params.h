@@ -76,7 +76,7 @@ struct IvfConfig {
   static void declare(Visit&& v) {
     constexpr Phase b = Phase::kBuild;
     v(Param<Self, size_t>{&Self::nlist, "nlist", b, 128, 1, kMaxNlist,
-                          "IVF partitions (k-means centers; spherical k-means for IP and COSINE)"});
+                          "IVF partitions (k-means centers; for IP and COSINE rows assigned by direction)"});
     v(Param<Self, size_t>{&Self::training_sample_size, "training_sample_size", b, 100000, 1, 1u << 31,
                           "vectors sampled to train the partitions and the codebooks"});
     v(Param<Self, int>{&Self::kmeans_iters, "kmeans_iters", b, 10, 1, 1000, "k-means iterations for the partitions"});

@@ -92,6 +92,9 @@ CENTER_SETS = {
     "duplicates": lambda rng: np.repeat(rng.standard_normal((N_CENTERS // 5, DIM)), 5, axis=0),
     "large_l2": lambda rng: 500 + 40 * rng.standard_normal((N_CENTERS, DIM)),
     "large_values": lambda rng: 1e15 * rng.standard_normal((N_CENTERS, DIM)),
+    # Lengths 3e-6 to 3e-5: IP and COSINE rank by direction, <q, c> / ||c||, so an error in a
+    # product moves a center's rank by as much over its length.
+    "short": lambda rng: rng.standard_normal((N_CENTERS, DIM)) * rng.uniform(1e-7, 1e-6, (N_CENTERS, 1)),
     # Products so large (||q|| ||c|| >= 1e30: L2, whose centers keep their norms) that the
     # first pass is skipped and the query ranked exactly at once.
     "huge": lambda rng: 1e17 * rng.standard_normal((N_CENTERS, DIM)),

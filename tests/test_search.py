@@ -61,6 +61,26 @@ def test_codes_only_distances_approximate_the_exact_ones(clustered, by_residual)
     assert np.abs(dist - exact).mean() < 0.1
 
 
+
+def test_inner_product_residuals_start_from_each_partitions_mean(rng):
+    """IP partitions are chosen by direction, but a partition's center is its members' mean.
+    Tight clusters whose means have lengths 0.3-3 then leave the codes only the noise around
+    each mean, so a score from the codes errs by less than the noise's own largest score. (Unit
+    centers left every partition an offset of its own, more offsets than 16 codewords can
+    hold: the error was 1.6x that bound.) More partitions than clusters, so that k-means finds
+    every cluster."""
+    clusters, d, per = 24, 32, 50
+    directions = rng.standard_normal((clusters, d))
+    means = directions / np.linalg.norm(directions, axis=1, keepdims=True) * rng.uniform(0.3, 3.0, (clusters, 1))
+    noise = rng.standard_normal((clusters, per, d)) * 0.01
+    base = (means[:, None, :] + noise).reshape(-1, d).astype(np.float32)
+    queries = rng.standard_normal((50, d)).astype(np.float32)
+    nlist = 8 * clusters
+    index = Index(d, "IP", nlist=nlist, with_raw_data=False).build(base)
+    ids, dist = index.search(queries, k=10, nprobe=nlist)
+    exact = np.einsum("qd,qkd->qk", queries, base[ids])
+    assert np.abs(dist - exact).max() < np.abs(queries @ noise.reshape(-1, d).T).max()
+
 @pytest.mark.parametrize("by_residual", [True, False])
 def test_codes_only_l2_distances_approximate_the_exact_ones(clustered, by_residual):
     """Residual codes score ||q - c - r||^2 with a table per partition, direct codes ||q - x||^2
@@ -230,6 +250,21 @@ def test_partition_ranking_finds_the_best_center_in_batches_and_alone():
         alone = index.search(queries[i:i + 1], 1, nprobe=1, reorder_k=1)
         assert alone[0][0, 0] == ids[i, 0] and alone[1][0, 0] == dist[i, 0]
 
+
+def test_inner_product_partitions_are_ranked_by_direction():
+    """One vector per partition, of lengths 0.2 to 5: at nprobe 1 an IP query visits the
+    partition whose center points its way (largest cosine), the rule rows are assigned by, not
+    the one of largest inner product; the score it returns is still the inner product."""
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((200, 24)) * rng.uniform(0.2, 5.0, (200, 1))
+    base = base.astype(np.float32)
+    queries = rng.standard_normal((60, 24)).astype(np.float32)
+    index = Index(24, "IP", nlist=200).build(base)
+    ids, dist = index.search(queries, 1, nprobe=1, reorder_k=1)
+    cosine = queries @ (base / np.linalg.norm(base, axis=1, keepdims=True)).T
+    np.testing.assert_array_equal(ids[:, 0], cosine.argmax(axis=1))
+    assert np.mean(ids[:, 0] != (queries @ base.T).argmax(axis=1)) > 0.3  # the rules differ here
+    np.testing.assert_allclose(dist[:, 0], np.einsum("qd,qd->q", queries, base[ids[:, 0]]), rtol=1e-5)
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_the_callers_vectors_are_read_in_place_and_never_changed(metric):
