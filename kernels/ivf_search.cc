@@ -137,7 +137,7 @@ std::vector<IvfIndex::Ranking> IvfIndex::rank_partitions(MatrixView<const float>
 IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq, const int32_t* sums,
                                             size_t count) const {
   const size_t nlist = params_.nlist, d = params_.dim;
-  thread_local std::vector<float> lower, upper, exact;
+  thread_local std::vector<float> lower, upper, exact, dist;
   thread_local std::vector<uint32_t> candidates;
   // Bounded distances: every center whose lowest possible distance beats the count-th smallest
   // highest one is a candidate; the exact ranking's first `count` are among them (each is at
@@ -165,7 +165,7 @@ IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq,
   // same ranking as without the first pass.
   exact.resize(m);
   inner_products_rows(q, center_rows_.data(), d, candidates.data(), m, exact.data());
-  std::vector<float>& dist = lower;  // free again
+  dist.resize(m);
   for (size_t i = 0; i < m; ++i) dist[i] = ranking_distance(candidates[i], exact[i]);
   auto ranked = smallest_k(dist.data(), m, count);  // ties to the smaller index: candidates ascend
   for (auto& r : ranked) r = {-exact[r.second], candidates[r.second]};

@@ -197,7 +197,7 @@ void add_testing_module(py::module_& core) {
         return FloatArray({k, xv.cols}, centers.data());
       },
       py::arg("x"), py::arg("k"), py::arg("iterations"), py::arg("spherical") = false, py::arg("seed") = 1234,
-      "The k centers of Lloyd's k-means (spherical: by inner product, unit centers).");
+      "The k centers of Lloyd's k-means (spherical: rows go to the center nearest in direction; each center is its rows' mean).");
   m.def("anisotropic_eta", &anisotropic_eta, py::arg("norm"), py::arg("threshold"), py::arg("dim"),
         py::arg("exact") = false);
   m.def("threshold_for_eta", &threshold_for_eta, py::arg("eta"), py::arg("norm"), py::arg("dim"),
