@@ -89,7 +89,7 @@ Int8Centers::Int8Centers(MatrixView<const float> centers)
   // (Cauchy-Schwarz).
   const double nu = static_cast<double>(d + 2) * std::ldexp(1.0, -24), rounding = nu / (1.0 - nu);
   std::vector<int> v(d);
-  usable_ = dims_ * 255 * kCenterLevels < static_cast<size_t>(std::numeric_limits<int32_t>::max());
+  usable_ = dims_ * kLargestQueryCode * kCenterLevels < static_cast<size_t>(std::numeric_limits<int32_t>::max());
   for (size_t j = 0; j < centers.rows; ++j) {
     const float* c = centers.row(j);
     scales_[j] = largest_magnitude(c, d) / kCenterLevels;

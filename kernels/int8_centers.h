@@ -22,16 +22,21 @@ namespace anisoscan {
 constexpr size_t kInt8Group = 4;
 inline size_t int8_dims(size_t d) { return (d + kInt8Group - 1) / kInt8Group * kInt8Group; }
 
-// Centers take values in [-63, 63]; queries in [-127, 127], stored offset by 128 as unsigned
-// bytes. A pair of products then stays within 2 * 255 * 63 = 32130: vpmaddubsw never saturates.
-constexpr int kCenterLevels = 63, kQueryLevels = 127, kQueryOffset = 128;
+// Centers and queries take values in [-63, 63]; queries are stored offset by 64, as unsigned
+// bytes. A pair of products stays within 2 * 127 * 63 = 16002, so the AVX2 kernel adds two
+// vpmaddubsw results in 16 bits (32004, no saturation) before widening them to 32: three
+// multiplies per 64 products, not four, on the one pipe that multiplies integers on Zen 1.
+// The bounds loosen by about a third (the query's error doubles; the centers' dominated).
+constexpr int kCenterLevels = 63, kQueryLevels = 63, kQueryOffset = 64;
+constexpr int kLargestQueryCode = kQueryOffset + kQueryLevels;
+static_assert(2 * 2 * kLargestQueryCode * kCenterLevels <= 32767, "two vpmaddubsw sums must fit in 16 bits");
 
-// One query in integers: codes[t] = round(q[t] / scale) + 128 for the int8_dims(d) bytes
-// (128, a zero, past d).
+// One query in integers: codes[t] = round(q[t] / scale) + kQueryOffset for the int8_dims(d)
+// bytes (kQueryOffset, a zero, past d).
 struct Int8Query {
   float scale = 0.f;
   float norm = 0.f;   // >= ||q||
-  float error = 0.f;  // >= ||q - scale * (codes - 128)||
+  float error = 0.f;  // >= ||q - scale * (codes - kQueryOffset)||
 };
 Int8Query quantize_query(const float* q, size_t d, uint8_t* codes);
 

@@ -19,42 +19,52 @@ __m256i broadcast_group(const uint8_t* codes, size_t g) {
   return _mm256_set1_epi32(quad);
 }
 
-// Adds a group's products to `acc`: the query's bytes times the centers' byte by byte,
-// adjacent products added into 16 bits (vpmaddubsw, which cannot saturate here), then into
-// 32 (vpmaddwd by ones).
-__m256i add_group(__m256i acc, __m256i q, __m256i centers) {
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q, centers), _mm256_set1_epi16(1)));
+// Products of the query's bytes with the centers' byte by byte, adjacent ones added into 16
+// bits (vpmaddubsw: each sum within 16002, int8_centers.h).
+__m256i pairs(__m256i q, const int8_t* centers) {
+  return _mm256_maddubs_epi16(q, _mm256_load_si256(reinterpret_cast<const __m256i*>(centers)));
 }
 
-// One query against a whole panel: its 64 sums in 8 registers (8 independent chains; a
-// group's 256 bytes per step, as streaming the panels is what bounds one query).
+// Adds 16-bit sums to `acc`, adjacent ones added into 32 bits (vpmaddwd by ones).
+__m256i widen_add(__m256i acc, __m256i sums16) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(sums16, _mm256_set1_epi16(1)));
+}
+
+// Adds to `acc` the products of groups g and g + 1 (both when `two`) with the 32 bytes of
+// centers at `centers` in group g; group g + 1's are `step` bytes on.
+__m256i add_groups(__m256i acc, const uint8_t* codes, size_t g, bool two, const int8_t* centers, size_t step) {
+  __m256i s = pairs(broadcast_group(codes, g), centers);
+  if (two) s = _mm256_add_epi16(s, pairs(broadcast_group(codes, g + 1), centers + step));
+  return widen_add(acc, s);
+}
+
+// One query against a whole panel: its 64 sums in 8 registers (8 independent chains; two
+// groups' 512 bytes per step, as streaming the panels is what bounds one query).
 void panel_row(const uint8_t* codes, size_t dims, const int8_t* panel, int32_t* sums) {
+  constexpr size_t kStep = kPanelRows * kInt8Group;
+  const size_t groups = dims / kInt8Group;
   __m256i acc[8];
   for (auto& a : acc) a = _mm256_setzero_si256();
-  for (size_t g = 0; g < dims / kInt8Group; ++g) {
-    const __m256i q = broadcast_group(codes, g);
-    const int8_t* group = panel + g * kPanelRows * kInt8Group;
+  for (size_t g = 0; g < groups; g += 2)
     for (size_t r = 0; r < 8; ++r)
-      acc[r] = add_group(acc[r], q, _mm256_load_si256(reinterpret_cast<const __m256i*>(group + 32 * r)));
-  }
+      acc[r] = add_groups(acc[r], codes, g, g + 1 < groups, panel + g * kStep + 32 * r, kStep);
   for (size_t r = 0; r < 8; ++r) _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 8 * r), acc[r]);
 }
 
-// Four queries against 16 centers of a panel (from `column`): 8 sums registers, each group's
-// two center registers used four times, so that multiplies, not loads, bound a block.
+// Four queries against 16 centers of a panel (from `column`): 8 sums registers, each pair of
+// groups' center registers used four times, so that multiplies, not loads, bound a block.
 void panel_tile(const uint8_t* codes, size_t dims, const int8_t* panel, size_t column, int32_t* sums,
                 size_t stride) {
-  constexpr size_t kRows = 4;
+  constexpr size_t kRows = 4, kStep = kPanelRows * kInt8Group;
+  const size_t groups = dims / kInt8Group;
   __m256i acc[kRows][2];
   for (auto& row : acc) row[0] = row[1] = _mm256_setzero_si256();
-  for (size_t g = 0; g < dims / kInt8Group; ++g) {
-    const int8_t* group = panel + (g * kPanelRows + column) * kInt8Group;
-    const __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(group));
-    const __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(group + 32));
+  for (size_t g = 0; g < groups; g += 2) {
+    const int8_t* group = panel + g * kStep + column * kInt8Group;
+    const bool two = g + 1 < groups;
     for (size_t i = 0; i < kRows; ++i) {
-      const __m256i q = broadcast_group(codes + i * dims, g);
-      acc[i][0] = add_group(acc[i][0], q, c0);
-      acc[i][1] = add_group(acc[i][1], q, c1);
+      acc[i][0] = add_groups(acc[i][0], codes + i * dims, g, two, group, kStep);
+      acc[i][1] = add_groups(acc[i][1], codes + i * dims, g, two, group + 32, kStep);
     }
   }
   for (size_t i = 0; i < kRows; ++i)

@@ -145,6 +145,13 @@ class IvfIndex {
   }
   // The same from a query's inner products with the centers.
   Ranking rank_by_products(const float* products, size_t count) const;
+  // out[i * stride + j] = <q_i, c_j> for every center (stride: whole panels), summed as the
+  // panels sum: from the panels where kept, else from the rows in place.
+  void center_products(MatrixView<const float> q, float* out) const;
+  // Each row's partition, the nearest center by the assignment distance: from the panels where
+  // kept, else the first of the row's ranking (the same center: rankings order centers by that
+  // distance, ties to the lower index).
+  std::vector<int32_t> assign_rows(MatrixView<const float> x) const;
   // The same from a query's integer sums with the centers (int8_centers.h; the query
   // bounded()): exact products for the centers whose bounds leave them a chance.
   Ranking rank_candidates(const float* q, const Int8Query& iq, const int32_t* sums, size_t count) const;
@@ -196,9 +203,9 @@ class IvfIndex {
                    const uint8_t* raw, LazyIdMap& map);
   void remove_locked(Span<const int64_t> ids);
   void remove_at(std::vector<Location> where, IdMap& map);
-  // Keeps the centers [nlist, dim] row by row, as panels with their squared norms (for scoring
-  // all partitions of a query at once) and, past kInt8RankingMinBytes, in integers (a first
-  // pass of the ranking).
+  // Keeps the centers [nlist, dim] row by row with their squared norms and either in integers
+  // (past kInt8RankingMinBytes: a first pass of the ranking, after which the few exact
+  // products read the rows) or as panels (for scoring all partitions of a query at once).
   void set_centers(const std::vector<float>& centers);
 
   IndexParams params_;
@@ -206,8 +213,8 @@ class IvfIndex {
   FastScanLayout layout_;
   RefineCodec refine_;
   std::vector<float> center_rows_;  // [nlist, dim]: residuals, per-partition tables, files
-  std::vector<float> center_panels_;  // the same as panels (distances.h), for ranking
-  // In integers (int8_centers.h) when the panels pass kInt8RankingMinBytes, else empty.
+  std::vector<float> center_panels_;  // the same as panels (distances.h) where int8_centers_ is not usable
+  // In integers (int8_centers.h) when the panels would pass kInt8RankingMinBytes, else empty.
   Int8Centers int8_centers_;
   std::vector<float> center_norms_;  // [nlist] ||c||^2
   std::vector<float> assignment_terms_;  // [nlist] of assign_nearest_panels (distances.h)

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <stdexcept>
 
 #include "distances.h"
@@ -109,7 +110,7 @@ std::vector<IvfIndex::Ranking> IvfIndex::rank_partitions(MatrixView<const float>
   std::vector<Ranking> ranked(q.rows);
   auto rank_exactly = [&](MatrixView<const float> rows, Ranking* out) {
     products.resize(rows.rows * stride);
-    inner_products_panels(rows, center_panels_.data(), nlist, products.data());
+    center_products(rows, products.data());
     for (size_t i = 0; i < rows.rows; ++i) out[i] = rank_by_products(products.data() + i * stride, count);
   };
   const size_t most = std::max<size_t>(1, kBlockProductFloats / stride);
@@ -170,6 +171,33 @@ IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq,
   auto ranked = smallest_k(dist.data(), m, count);  // ties to the smaller index: candidates ascend
   for (auto& r : ranked) r = {-exact[r.second], candidates[r.second]};
   return ranked;
+}
+
+void IvfIndex::center_products(MatrixView<const float> q, float* out) const {
+  const size_t nlist = params_.nlist, stride = panel_count(nlist) * kPanelRows;
+  if (!center_panels_.empty()) return inner_products_panels(q, center_panels_.data(), nlist, out);
+  thread_local std::vector<uint32_t> all;
+  all.resize(nlist);
+  std::iota(all.begin(), all.end(), 0u);
+  for (size_t i = 0; i < q.rows; ++i)
+    inner_products_rows(q.row(i), center_rows_.data(), q.cols, all.data(), nlist, out + i * stride);
+}
+
+std::vector<int32_t> IvfIndex::assign_rows(MatrixView<const float> x) const {
+  std::vector<int32_t> assign(x.rows);
+  if (!center_panels_.empty()) {  // a blocked product and a vectorized argmin, no ranking's bookkeeping
+    assign_nearest_panels(x, center_panels_.data(), assignment_terms_.data(), params_.nlist, by_direction(),
+                          assign.data(), nullptr, params_.threads);
+    return assign;
+  }
+  parallel_for(x.rows, params_.threads, kProductRows, [&](size_t begin, size_t end, int) {
+    for (size_t b = begin; b < end; b += kProductRows) {
+      const size_t nb = std::min(kProductRows, end - b);
+      const std::vector<Ranking> ranked = rank_partitions({x.row(b), nb, x.cols}, 1);
+      for (size_t i = 0; i < nb; ++i) assign[b + i] = static_cast<int32_t>(ranked[i][0].second);
+    }
+  });
+  return assign;
 }
 
 IvfIndex::Ranking IvfIndex::rank_by_products(const float* products, size_t count) const {

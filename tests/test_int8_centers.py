@@ -25,15 +25,15 @@ INT8_KERNEL = _cpu_has("avx2")
 
 def test_sums_are_the_integer_products_of_the_codes():
     """The scalar reference against numpy's integer product of codes rebuilt from the products:
-    a center's sum is exactly <codes of x, codes of c> + 128 * sum(codes of c)."""
+    a center's sum is exactly <codes of x, codes of c> + 64 * sum(codes of c), both in [-63, 63]."""
     rng = np.random.default_rng(3)
     centers = rng.standard_normal((70, 9)).astype(np.float32)
     x = rng.standard_normal((3, 9)).astype(np.float32)
     sums, _, _, usable = _core.testing.int8_center_products("scalar", x, centers)
     assert usable
     cq = np.round(centers / (np.abs(centers).max(1, keepdims=True) / 63)).astype(np.int64)
-    xq = np.round(x / (np.abs(x).max(1, keepdims=True) / 127)).astype(np.int64)
-    np.testing.assert_array_equal(sums, xq @ cq.T + 128 * cq.sum(1))
+    xq = np.round(x / (np.abs(x).max(1, keepdims=True) / 63)).astype(np.int64)
+    np.testing.assert_array_equal(sums, xq @ cq.T + 64 * cq.sum(1))
 
 
 @pytest.mark.parametrize("rows,n,d", [(1, 5, 3), (1, 130, 768), (2, 64, 17), (7, 65, 64), (13, 200, 100)])
@@ -46,7 +46,7 @@ def test_products_are_within_their_bound(rows, n, d):
     exact = _core.testing.center_products(x, centers)  # what the exact ranking uses
     rounding = 2.0 ** -22 * np.abs(approx)  # product()'s own float rounding
     assert (np.abs(approx.astype(np.float64) - exact) <= bounds + rounding).all()
-    # Tight enough to rule centers out: a few percent of ||x|| ||c|| (7-bit centers, 8-bit queries).
+    # Tight enough to rule centers out: a few percent of ||x|| ||c|| (7-bit centers and queries).
     scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(centers, axis=1)[None, :]
     assert (bounds < 0.05 * scale).all()
 
@@ -118,3 +118,45 @@ def test_ranking_alone_and_in_batches_is_the_exact_one(metric, case, monkeypatch
             np.testing.assert_array_equal(got[0], exact[0])
             np.testing.assert_array_equal(got[1], exact[1])
 
+
+
+@pytest.mark.parametrize("metric", ["IP", "L2"])
+@pytest.mark.parametrize("extra", [{}, {"soar_lambda": 1.0}], ids=["plain", "soar"])
+def test_without_float_panels_rows_go_and_queries_rank_as_with_them(metric, extra, tmp_path, monkeypatch):
+    """Where the first pass in integers runs, the float panels are not kept: rows are assigned
+    (add) and queries ranked from it and the rows, and every bit matches an index that kept
+    the panels (built with no first pass)."""
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((N_CENTERS, DIM))
+    base = (centers[rng.integers(0, N_CENTERS, 1500)] + 0.3 * rng.standard_normal((1500, DIM))).astype(np.float32)
+    queries = (base[:30] + 0.05 * rng.standard_normal((30, DIM))).astype(np.float32)
+    params = dict(nlist=N_CENTERS, with_raw_data=True, kmeans_iters=4, **extra)
+    lean = Index(DIM, metric, **params).build(base)
+    monkeypatch.setenv("ANISOSCAN_SIMD", "scalar")
+    kept = Index(DIM, metric, **params).build(base)
+    monkeypatch.delenv("ANISOSCAN_SIMD")
+    panel_bytes = 5 * 64 * DIM * 4  # 300 centers in panels of 64
+    int8_bytes = panel_bytes // 4 + 16 * N_CENTERS  # its panels, and 4 numbers per center
+    assert kept.memory_bytes - lean.memory_bytes == panel_bytes - int8_bytes
+    lean.save(tmp_path / "lean.idx")
+    kept.save(tmp_path / "kept.idx")
+    assert (tmp_path / "lean.idx").read_bytes() == (tmp_path / "kept.idx").read_bytes()  # the same partitions
+    # Incremental adds go where a build puts them, both ways.
+    more = (base[:200] + 0.01).astype(np.float32)
+    lean.add(more, np.arange(5000, 5200))
+    monkeypatch.setenv("ANISOSCAN_SIMD", "scalar")
+    kept.add(more, np.arange(5000, 5200))
+    monkeypatch.delenv("ANISOSCAN_SIMD")
+    lean.save(tmp_path / "lean.idx")
+    kept.save(tmp_path / "kept.idx")
+    assert (tmp_path / "lean.idx").read_bytes() == (tmp_path / "kept.idx").read_bytes()
+    for nprobe in (1, 10, N_CENTERS // 4 + 1, N_CENTERS):  # past nlist / 4: every product, from the rows
+        search = dict(nprobe=nprobe, reorder_k=20)
+        expected = kept.search(queries, 5, **search)
+        found = [lean.search(queries, 5, **search), _alone(lean, queries, **search)]
+        monkeypatch.setenv("ANISOSCAN_SIMD", "scalar")  # no first pass now: all products from the rows
+        found.append(lean.search(queries, 5, **search))
+        monkeypatch.delenv("ANISOSCAN_SIMD")
+        for got in found:
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
