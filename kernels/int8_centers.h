@@ -1,7 +1,7 @@
 // Partition centers as small integers (a scale per center) with a proven bound on each
 // product's error, for a first pass that narrows one query's partition ranking. The exact
 // ranking takes a float product with every center: a query alone streams all the float
-// panels (2.4 MB at 780 x 768), bound by memory. In integers the panels are a quarter of the
+// centers (2.4 MB at 780 x 768), bound by memory. In integers they are a quarter of the
 // bytes; every center gets a distance within its bound, and only the centers that could
 // still be among the nprobe best get exact float products (IvfIndex::rank_candidates), so
 // the ranking is the exact one.
@@ -16,8 +16,8 @@
 
 namespace anisoscan {
 
-// Dimensions per 32-bit lane: vpmaddubsw multiplies byte pairs into 16 bits, vpmaddwd adds
-// two of those. Panels hold 64 centers (kPanelRows) of kInt8Group bytes per group of
+// Dimensions per 32-bit lane: vpmaddubsw multiplies byte pairs into 16 bits (two groups'
+// results add there), vpmaddwd adds two of those into 32. Panels hold 64 centers (kPanelRows) of kInt8Group bytes per group of
 // dimensions: [panel][group][64 centers][kInt8Group].
 constexpr size_t kInt8Group = 4;
 inline size_t int8_dims(size_t d) { return (d + kInt8Group - 1) / kInt8Group * kInt8Group; }

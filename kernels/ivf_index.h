@@ -146,8 +146,10 @@ class IvfIndex {
   // The same from a query's inner products with the centers.
   Ranking rank_by_products(const float* products, size_t count) const;
   // out[i * stride + j] = <q_i, c_j> for every center (stride: whole panels), summed as the
-  // panels sum: from the panels where kept, else from the rows in place.
+  // panels sum: from the panels where kept, else from the rows in place, or from panels made
+  // for the call for kRowsForCallPanels queries or more.
   void center_products(MatrixView<const float> q, float* out) const;
+  static constexpr size_t kRowsForCallPanels = 16;
   // Each row's partition, the nearest center by the assignment distance: from the panels where
   // kept, else the first of the row's ranking (the same center: rankings order centers by that
   // distance, ties to the lower index).
@@ -214,7 +216,8 @@ class IvfIndex {
   RefineCodec refine_;
   std::vector<float> center_rows_;  // [nlist, dim]: residuals, per-partition tables, files
   std::vector<float> center_panels_;  // the same as panels (distances.h) where int8_centers_ is not usable
-  // In integers (int8_centers.h) when the panels would pass kInt8RankingMinBytes, else empty.
+  // In integers (int8_centers.h) when the panels would pass kInt8RankingMinBytes and the AVX2
+  // pass may run (at train or load), else empty.
   Int8Centers int8_centers_;
   std::vector<float> center_norms_;  // [nlist] ||c||^2
   std::vector<float> assignment_terms_;  // [nlist] of assign_nearest_panels (distances.h)

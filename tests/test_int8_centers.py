@@ -53,7 +53,7 @@ def test_products_are_within_their_bound(rows, n, d):
 
 @pytest.mark.skipif(not INT8_KERNEL, reason="this CPU lacks AVX2: only the scalar reference runs")
 @pytest.mark.parametrize("rows,n,d", [(1, 1, 1), (1, 63, 17), (2, 64, 64), (5, 129, 30), (3, 200, 768),
-                                        (8, 64, 64), (9, 200, 768)])
+                                        (8, 64, 64), (9, 200, 768), (4, 70, 17), (9, 129, 21)])
 def test_avx2_kernel_equals_the_scalar_reference(rows, n, d):
     """Whole and partial panels, dimensions past the last whole group of 4, groups of four
     queries sharing each load of the centers and the queries left over."""
@@ -62,6 +62,18 @@ def test_avx2_kernel_equals_the_scalar_reference(rows, n, d):
     x = rng.standard_normal((rows, d)).astype(np.float32)
     scalar = _core.testing.int8_center_products("scalar", x, centers)[0]
     np.testing.assert_array_equal(_core.testing.int8_center_products("avx2", x, centers)[0], scalar)
+
+
+@pytest.mark.skipif(not INT8_KERNEL, reason="this CPU lacks AVX2: only the scalar reference runs")
+def test_avx2_kernel_at_the_largest_16_bit_sums():
+    """Query codes all 127 against centers all +63 or all -63: every 16-bit sum of two groups
+    is +-32004, the most the kernel adds before widening, in tiles of 4 queries and alone."""
+    d = 68  # 17 groups: pairs and a last group alone
+    centers = (np.repeat([[1.0], [-1.0]], 33, axis=0) * np.ones((1, d))).astype(np.float32)
+    x = np.ones((5, d), np.float32)
+    scalar = _core.testing.int8_center_products("scalar", x, centers)[0]
+    np.testing.assert_array_equal(_core.testing.int8_center_products("avx2", x, centers)[0], scalar)
+    assert (scalar[:, :33] == d * 127 * 63).all() and (scalar[:, 33:66] == -d * 127 * 63).all()
 
 
 def test_extreme_values_keep_the_bound_or_turn_the_pass_off():
@@ -120,7 +132,8 @@ def test_ranking_alone_and_in_batches_is_the_exact_one(metric, case, monkeypatch
 
 
 
-@pytest.mark.parametrize("metric", ["IP", "L2"])
+@pytest.mark.skipif(not INT8_KERNEL, reason="this CPU lacks AVX2: every index keeps its float panels")
+@pytest.mark.parametrize("metric", ["IP", "L2", "COSINE"])
 @pytest.mark.parametrize("extra", [{}, {"soar_lambda": 1.0}], ids=["plain", "soar"])
 def test_without_float_panels_rows_go_and_queries_rank_as_with_them(metric, extra, tmp_path, monkeypatch):
     """Where the first pass in integers runs, the float panels are not kept: rows are assigned
@@ -150,10 +163,16 @@ def test_without_float_panels_rows_go_and_queries_rank_as_with_them(metric, extr
     lean.save(tmp_path / "lean.idx")
     kept.save(tmp_path / "kept.idx")
     assert (tmp_path / "lean.idx").read_bytes() == (tmp_path / "kept.idx").read_bytes()
-    for nprobe in (1, 10, N_CENTERS // 4 + 1, N_CENTERS):  # past nlist / 4: every product, from the rows
+    rare = np.arange(0, 1500, 97)  # 16 ids: the probed partitions starve, every partition gets ranked
+    for nprobe in (1, 10, N_CENTERS // 4 + 1, N_CENTERS):  # nlist: every product, from the rows
         search = dict(nprobe=nprobe, reorder_k=20)
         expected = kept.search(queries, 5, **search)
         found = [lean.search(queries, 5, **search), _alone(lean, queries, **search)]
+        filtered = kept.search(queries, 5, allowed_ids=rare, **search)
+        np.testing.assert_array_equal(lean.search(queries, 5, allowed_ids=rare, **search)[0], filtered[0])
+        radius = float(np.quantile(expected[1], 0.5))
+        for a, b in zip(lean.range_search(queries, radius, **search), kept.range_search(queries, radius, **search)):
+            np.testing.assert_array_equal(a, b)
         monkeypatch.setenv("ANISOSCAN_SIMD", "scalar")  # no first pass now: all products from the rows
         found.append(lean.search(queries, 5, **search))
         monkeypatch.delenv("ANISOSCAN_SIMD")
