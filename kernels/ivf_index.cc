@@ -177,11 +177,9 @@ void IvfIndex::add(MatrixView<const float> x, const int64_t* ids, bool replace) 
   std::vector<int32_t> spill(spilling() ? n : 0);
   std::vector<uint8_t> spill_codes(spill.size() * m);
   if (spilling()) {
-    // SOAR scores every row against every center: with panels, made for the call where not kept.
-    const std::vector<float> made =
-        center_panels_.empty() ? to_panels({center_rows_.data(), params_.nlist, d}) : std::vector<float>();
-    soar_assign(xv, assign.data(), center_rows_.data(), made.empty() ? center_panels_.data() : made.data(),
-                center_norms_.data(), params_.nlist, params_.soar_lambda, params_.threads, spill.data());
+    std::vector<float> made;  // SOAR scores every row against every center
+    soar_assign(xv, assign.data(), center_rows_.data(), panels_or_made(made), center_norms_.data(), params_.nlist,
+                params_.soar_lambda, params_.threads, spill.data());
     const std::vector<float> spill_targets = code_targets(xv, spill.data(), center_rows_.data());
     pq_.encode({spill_targets.data(), n, d}, xv, pq_train_params(params_), spill_codes.data());
   }
@@ -345,8 +343,7 @@ void IvfIndex::set_centers(const std::vector<float>& centers) {
   const size_t panel_bytes = panel_count(rows.rows) * kPanelRows * rows.cols * sizeof(float);
   const bool first_pass = panel_bytes >= kInt8RankingMinBytes && int8_panel_products();
   int8_centers_ = first_pass ? Int8Centers(rows) : Int8Centers();
-  // A float copy of the centers less (mpnet with the int8 re-rank copy: 0.360x -> 0.346x of
-  // raw float32): after the first pass the exact products are few and read the rows.
+  // After the integer pass the exact products are few and read the rows: no float panels.
   center_panels_ = int8_centers_.usable() ? std::vector<float>() : to_panels(rows);
   center_rows_ = centers;
 }

@@ -150,6 +150,8 @@ class IvfIndex {
   // for the call for kRowsForCallPanels queries or more.
   void center_products(MatrixView<const float> q, float* out) const;
   static constexpr size_t kRowsForCallPanels = 16;
+  // The centers as panels: the kept ones, else made into `made` for the caller's use.
+  const float* panels_or_made(std::vector<float>& made) const;
   // Each row's partition, the nearest center by the assignment distance: from the panels where
   // kept, else the first of the row's ranking (the same center: rankings order centers by that
   // distance, ties to the lower index).

@@ -174,14 +174,19 @@ IvfIndex::Ranking IvfIndex::rank_candidates(const float* q, const Int8Query& iq,
   return ranked;
 }
 
+const float* IvfIndex::panels_or_made(std::vector<float>& made) const {
+  if (!center_panels_.empty()) return center_panels_.data();
+  made = to_panels({center_rows_.data(), params_.nlist, params_.dim});
+  return made.data();
+}
+
 void IvfIndex::center_products(MatrixView<const float> q, float* out) const {
   const size_t nlist = params_.nlist, stride = panel_count(nlist) * kPanelRows;
-  if (!center_panels_.empty()) return inner_products_panels(q, center_panels_.data(), nlist, out);
-  // Without them, many queries share panels made for the call: making them costs about what
-  // ten queries' products from the rows do, which run at a third of the panels' rate.
-  if (q.rows >= kRowsForCallPanels) {
-    const std::vector<float> panels = to_panels({center_rows_.data(), nlist, q.cols});
-    return inner_products_panels(q, panels.data(), nlist, out);
+  // Where panels are not kept, many queries share panels made for the call: making them costs
+  // about what ten queries' products from the rows do, which run at a third of the panels' rate.
+  if (!center_panels_.empty() || q.rows >= kRowsForCallPanels) {
+    std::vector<float> made;
+    return inner_products_panels(q, panels_or_made(made), nlist, out);
   }
   thread_local std::vector<uint32_t> all;
   all.resize(nlist);

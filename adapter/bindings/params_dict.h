@@ -57,7 +57,7 @@ T from_python(const char* name, const pybind11::handle& value) {
     }
   } catch (const py::cast_error&) {
     throw py::type_error(std::string(name) + ": expected " + type_name<value_of_t<T>>() + ", got " +
-                         std::string(py::str(value.get_type().attr("__name__"))));
+                         std::string(py::str(py::type::handle_of(value).attr("__name__"))));
   }
 }
 
