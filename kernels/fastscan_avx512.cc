@@ -88,11 +88,10 @@ struct Avx512Scan {
         const __m512i lo = _mm512_and_si512(c, low4);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);
         for (size_t j = 0; j < Q; ++j) {
-          const __m512i r0 = _mm512_shuffle_epi8(_mm512_loadu_si512(luts[j] + g * 128), lo);
-          const __m512i r1 = _mm512_shuffle_epi8(_mm512_loadu_si512(luts[j] + g * 128 + 64), hi);
-          acc[j] = _mm512_add_epi16(acc[j], _mm512_add_epi16(r0, r1));
-          acc_odd[j] = _mm512_add_epi16(acc_odd[j],
-                                        _mm512_add_epi16(_mm512_srli_epi16(r0, 8), _mm512_srli_epi16(r1, 8)));
+          const __m512i pair = _mm512_add_epi8(_mm512_shuffle_epi8(_mm512_loadu_si512(luts[j] + g * 128), lo),
+                                               _mm512_shuffle_epi8(_mm512_loadu_si512(luts[j] + g * 128 + 64), hi));
+          acc[j] = _mm512_add_epi16(acc[j], pair);  // as accumulate_lookups
+          acc_odd[j] = _mm512_add_epi16(acc_odd[j], _mm512_srli_epi16(pair, 8));
         }
       }
       __m256i tail_lo = _mm256_setzero_si256(), tail_hi = _mm256_setzero_si256();

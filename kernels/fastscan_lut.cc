@@ -9,10 +9,6 @@
 
 namespace anisoscan {
 
-uint32_t QuantizedLut::entry_cap(size_t padded_subspaces) {
-  return static_cast<uint32_t>(std::min<size_t>(255, 65535 / std::max<size_t>(padded_subspaces, 1)));
-}
-
 void QuantizedLut::reset(size_t m) {
   table.resize(FastScanLayout{m}.padded_subspaces() * kCodewords);
   std::fill(table.begin() + m * kCodewords, table.end(), 0);  // the quantizer writes the rest

@@ -24,13 +24,12 @@ struct LutScale {
 };
 
 struct QuantizedLut : LutScale {
-  std::vector<uint8_t> table;  // [padded sub-spaces][16]; padding rows are zero
+  // [padded sub-spaces][16]; padding rows are zero. The scale keeps the entries of each pair
+  // of rows (2p, 2p + 1) within 255 together, so that the kernels add a pair's two lookups
+  // in bytes, and all rows' largest entries within 65535, so that no 16-bit sum overflows.
+  std::vector<uint8_t> table;
   std::vector<float> row_min;  // [sub-spaces]: what each row had subtracted before scaling
   std::vector<float> row_max;  // [sub-spaces]: each row's largest entry (the quantizer's scratch)
-
-  // The largest entry is capped so that the sum over all sub-spaces fits in uint16:
-  // min(255, 65535 / padded sub-spaces). Accumulators can then never overflow.
-  static uint32_t entry_cap(size_t padded_subspaces);
 
   // Sizes table, row_min and row_max for num_subspaces, zeroes the padding row, keeps the storage.
   void reset(size_t num_subspaces);
@@ -39,6 +38,9 @@ struct QuantizedLut : LutScale {
 // The scalar reference: quantizes a float table [num_subspaces][16] into `out`, reusing its
 // storage. Each SIMD level has its own (FastScanKernel::quantize_lut) giving identical bytes.
 void quantize_lut(const float* lut, size_t num_subspaces, QuantizedLut& out);
+
+// No entry passes this (a guard: the scale already keeps pairs of entries within 255).
+constexpr float kLargestEntry = 254.f;
 
 // The quantization rule, with the per-row work supplied by one instruction-set level:
 //   Row::minmax_rows(lut, m, lo, hi)   smallest and largest of each row's 16 floats;
@@ -51,23 +53,30 @@ template <typename Row>
 void quantize_lut_rows(const float* lut, size_t m, QuantizedLut& q) {
   q.reset(m);
   float* row_min = q.row_min.data();
-  float range = 0.f;
+  float* row_max = q.row_max.data();
+  Row::minmax_rows(lut, m, row_min, row_max);
   // The offset as four sums of every fourth sub-space, added in one fixed order by every
   // level: one chain of additions took ~1,200 cycles at 384 sub-spaces.
   double sums[4] = {0.0, 0.0, 0.0, 0.0};
-  float* row_max = q.row_max.data();
-  Row::minmax_rows(lut, m, row_min, row_max);
-  for (size_t s = 0; s < m; ++s) range = row_max[s] - row_min[s] > range ? row_max[s] - row_min[s] : range;
   size_t s = 0;
   for (; s + 4 <= m; s += 4)
     for (size_t j = 0; j < 4; ++j) sums[j] += row_min[s + j];
   for (; s < m; ++s) sums[s % 4] += row_min[s];
-  const uint32_t cap = QuantizedLut::entry_cap(FastScanLayout{m}.padded_subspaces());
-  q.scale = range > 0.f ? static_cast<float>(cap) / range : 1.f;
   q.offset = static_cast<float>((sums[0] + sums[1]) + (sums[2] + sums[3]));
+  // An entry rounds to at most range * scale + 1/2: a pair's two stay within 254 + 1, and all
+  // rows' largest within (65535 - m) + m / 2.
+  double widest_pair = 0.0, total = 0.0;
+  for (size_t p = 0; 2 * p < m; ++p) {
+    const double pair = static_cast<double>(row_max[2 * p] - row_min[2 * p]) +
+                        (2 * p + 1 < m ? static_cast<double>(row_max[2 * p + 1] - row_min[2 * p + 1]) : 0.0);
+    widest_pair = pair > widest_pair ? pair : widest_pair;
+    total += pair;
+  }
+  const double by_pair = 254.0 / widest_pair, by_total = (65535.0 - static_cast<double>(m)) / total;
+  q.scale = widest_pair > 0.0 ? static_cast<float>(by_pair < by_total ? by_pair : by_total) : 1.f;
   uint8_t* table = q.table.data();
   for (size_t s = 0; s < m; ++s)
-    Row::quantize(lut + s * kCodewords, row_min[s], q.scale, static_cast<float>(cap), table + s * kCodewords);
+    Row::quantize(lut + s * kCodewords, row_min[s], q.scale, kLargestEntry, table + s * kCodewords);
 }
 
 // Row::minmax_rows for levels that reduce one row at a time with Row::minmax(row, lo, hi).

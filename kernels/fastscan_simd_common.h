@@ -25,13 +25,14 @@ static inline void broadcast_pair_avx2(const uint8_t* table, size_t p, uint8_t* 
 }
 
 // Adds one pair's lookups for 32 vectors: lo/hi are the codes' low and high nibbles, row_lo
-// and row_hi the pair's two table rows, each in both 128-bit lanes. acc sums whole 16-bit
-// lanes (even byte + 256 * odd byte), acc_odd the odd bytes alone.
+// and row_hi the pair's two table rows, each in both 128-bit lanes. The two lookups add in
+// bytes (a pair's entries stay within 255: QuantizedLut), then acc sums whole 16-bit lanes
+// (even byte + 256 * odd byte) and acc_odd the odd bytes alone.
 static inline void accumulate_lookups(__m256i row_lo, __m256i row_hi, __m256i lo, __m256i hi, __m256i& acc,
                                       __m256i& acc_odd) {
-  const __m256i r0 = _mm256_shuffle_epi8(row_lo, lo), r1 = _mm256_shuffle_epi8(row_hi, hi);
-  acc = _mm256_add_epi16(acc, _mm256_add_epi16(r0, r1));
-  acc_odd = _mm256_add_epi16(acc_odd, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
+  const __m256i pair = _mm256_add_epi8(_mm256_shuffle_epi8(row_lo, lo), _mm256_shuffle_epi8(row_hi, hi));
+  acc = _mm256_add_epi16(acc, pair);
+  acc_odd = _mm256_add_epi16(acc_odd, _mm256_srli_epi16(pair, 8));
 }
 
 // The same from a pair's 64 prepared bytes (broadcast_pair_avx2).

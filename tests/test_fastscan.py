@@ -84,20 +84,38 @@ def test_queries_scanned_together_match_each_alone(level, n, m, nq):
         np.testing.assert_array_equal(scores[j], ref_scores)
 
 
+def extreme_tables(m: int) -> list[np.ndarray]:
+    """Float tables at the quantizer's limits: every row spanning the same range; one pair
+    far wider than the rest; rows of wildly different ranges."""
+    rng = np.random.default_rng(m)
+    uniform = np.tile(np.arange(16, dtype=np.float32), (m, 1))
+    one_wide = uniform * 1e-3
+    one_wide[:2] = uniform[:2]
+    mixed = rng.normal(size=(m, 16)) * 10 ** rng.uniform(-2, 2, size=(m, 1))
+    return [np.ascontiguousarray(t, dtype=np.float32) for t in (uniform, one_wide, mixed)]
+
+
 @pytest.mark.parametrize("level", LEVELS)
-def test_no_uint16_overflow_with_384_subspaces(level):
-    """d=768 at sub_dim 2: 384 * 255 > 65535, so entries are capped to keep sums in range."""
+@pytest.mark.parametrize("m", [1, 3, 25, 384, 767])
+def test_pairs_add_in_bytes_and_sums_fit_16_bits(level, m):
+    """The kernels add a pair's two lookups in bytes and every pair's sum in 16 bits: the
+    quantizer keeps each pair of rows (2p, 2p + 1) within 255 together and all rows' largest
+    entries within 65535, and uses what these allow. Scores stay exact at their largest."""
     require(level)
-    m, n = 384, 96
-    cap = 65535 // 384
-    lut = np.tile(np.arange(16, dtype=np.float32), (m, 1))  # every row spans the full range
-    table, _, _ = _core.testing.fastscan_quantize_lut(lut)
-    assert table.max() == cap and int(table.max()) * m <= 65535
-    codes = np.full((n, m), 15, dtype=np.uint8)  # every vector at the maximum score
-    codes[::2] = np.random.default_rng(0).integers(0, 16, size=(n // 2, m))
-    scores = _core.testing.fastscan_scores(level, _core.testing.fastscan_pack(codes), table, n, m)
-    np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
-    assert int(scores[1]) == cap * m
+    n = 96
+    for lut in extreme_tables(m):
+        table, _, _ = _core.testing.fastscan_quantize_lut(lut, level)
+        largest = table.astype(np.int64).max(axis=1)
+        pair_sums = largest[0::2] + largest[1::2]
+        assert pair_sums.max() <= 255 and largest.sum() <= 65535
+        # Not needlessly coarse: one of the two limits is (nearly) reached.
+        assert pair_sums.max() >= 253 or largest.sum() >= 65535 - 2 * m
+        codes = np.full((n, m), 15, dtype=np.uint8)
+        codes[::2] = np.random.default_rng(m).integers(0, 16, size=(n // 2, m))
+        codes[1::4] = table[:m].argmax(axis=1)  # every vector of these rows at the largest score
+        scores = _core.testing.fastscan_scores(level, _core.testing.fastscan_pack(codes), table, n, m)
+        np.testing.assert_array_equal(scores.astype(np.int64), reference_scores(codes, table))
+        assert int(scores[1]) == largest.sum()
 
 
 @pytest.mark.parametrize("level", LEVELS)
