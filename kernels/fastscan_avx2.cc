@@ -96,11 +96,13 @@ struct Avx2Scan {
   static void group(const uint8_t* const* luts, size_t m, const uint8_t* codes, size_t n, uint32_t* limits,
                     ScanSink* const* sinks) {
     FastScanLayout layout{m};
+    const uint8_t* last = n ? codes + layout.bytes_for(n) - 1 : codes;  // prefetch_codes_ahead's bound
     for (size_t b = 0; b * 32 < n && any_open<Q>(limits); ++b) {
       const uint8_t* block = layout.block(codes, b);
       __m256i acc[Q], acc_odd[Q];
       for (size_t j = 0; j < Q; ++j) acc[j] = acc_odd[j] = _mm256_setzero_si256();
       for (size_t p = 0; p < layout.num_pairs(); ++p) {
+        if (p % 2 == 0) prefetch_codes_ahead(FastScanLayout::pair_codes(block, p), last);  // a line: two pairs
         __m256i lo, hi;
         split_nibbles(FastScanLayout::pair_codes(block, p), lo, hi);
         for (size_t j = 0; j < Q; ++j) accumulate_rows(luts[j] + p * 32, lo, hi, acc[j], acc_odd[j]);

@@ -79,11 +79,13 @@ struct Avx512Scan {
     FastScanLayout layout{m};
     const size_t pairs = layout.num_pairs(), groups = pairs / 2;
     const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const uint8_t* last = n ? codes + layout.bytes_for(n) - 1 : codes;  // prefetch_codes_ahead's bound
     for (size_t b = 0; b * 32 < n && any_open<Q>(limits); ++b) {
       const uint8_t* block = layout.block(codes, b);
       __m512i acc[Q], acc_odd[Q];
       for (size_t j = 0; j < Q; ++j) acc[j] = acc_odd[j] = _mm512_setzero_si512();
       for (size_t g = 0; g < groups; ++g) {
+        prefetch_codes_ahead(FastScanLayout::pair_codes(block, 2 * g), last);  // a line: this group's
         const __m512i c = _mm512_loadu_si512(FastScanLayout::pair_codes(block, 2 * g));
         const __m512i lo = _mm512_and_si512(c, low4);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);

@@ -41,6 +41,18 @@ static inline void accumulate_pair(const uint8_t* lut64, __m256i lo, __m256i hi,
                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut64 + 32)), lo, hi, acc, acc_odd);
 }
 
+// How far ahead of the scan a kernel requests a partition's codes, one cache line per call of
+// prefetch_codes_ahead. The hardware prefetcher is slow to catch a stream as short as a
+// partition (~14 KB at 768-d); asking 1 KB ahead gave one query per call +8% (mpnet SOAR, the
+// medians of alternating builds), and batched scans the same.
+constexpr size_t kCodesAheadBytes = 1024;
+
+// Requests the line kCodesAheadBytes past `at`, or the codes' last line (`last`) near their end.
+static inline void prefetch_codes_ahead(const uint8_t* at, const uint8_t* last) {
+  const uint8_t* ahead = at + kCodesAheadBytes;
+  _mm_prefetch(reinterpret_cast<const char*>(ahead < last ? ahead : last), _MM_HINT_T0);
+}
+
 // The low and high nibbles of 32 bytes of codes.
 static inline void split_nibbles(const uint8_t* codes32, __m256i& lo, __m256i& hi) {
   const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes32));
